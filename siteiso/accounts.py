@@ -1,0 +1,45 @@
+"""Hosting accounts: Unix users with uid ≥ min_uid and a home."""
+
+from __future__ import annotations
+
+import pwd
+from dataclasses import dataclass
+
+from siteiso.config import Config
+from siteiso.errors import NotHostingAccount, UserNotFound
+from siteiso.names import validate_username
+
+
+@dataclass(frozen=True)
+class Account:
+    name: str
+    uid: int
+    gid: int
+    home: str
+
+
+def lookup(name: str, cfg: Config) -> Account:
+    name = validate_username(name)
+    try:
+        pw = pwd.getpwnam(name)
+    except KeyError:
+        raise UserNotFound(name) from None
+    if pw.pw_uid < cfg.min_uid:
+        raise NotHostingAccount(name)
+    return Account(pw.pw_name, pw.pw_uid, pw.pw_gid, pw.pw_dir.rstrip("/") or "/")
+
+
+def uid_order(names: list[str]) -> list[str]:
+    def key(n: str) -> tuple[int, str]:
+        try:
+            return (pwd.getpwnam(n).pw_uid, n)
+        except KeyError:
+            return (1 << 32, n)
+    return sorted(names, key=key)
+
+
+def hosting_accounts(cfg: Config) -> list[Account]:
+    """Every hosting account on the server, by uid."""
+    out = [Account(p.pw_name, p.pw_uid, p.pw_gid, p.pw_dir.rstrip("/") or "/")
+           for p in pwd.getpwall() if p.pw_uid >= cfg.min_uid and p.pw_uid != 65534]
+    return sorted(out, key=lambda a: a.uid)

@@ -1,0 +1,1 @@
+"""The commands: cagefsctl, cagefsctl-user, selectorctl, siteiso."""

@@ -1,0 +1,283 @@
+"""cagefsctl --site-isolation-*: the admin's commands (SPEC §2).
+
+Every command: parse (usage errors exit 2), require root, then under the
+lock: load the recorded state, check every name before changing anything,
+save the new state atomically, and re-drive the side effects (mirrors,
+views, processes) from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import sys
+
+from siteiso import accounts, config, panels
+from siteiso.commands.common import log, require_root, run_main, setup_logging
+from siteiso.errors import (
+    DomainNotFound,
+    NotAllowed,
+    NotEnabled,
+    SiteisoError,
+    UsageError,
+)
+from siteiso.names import normalize_domain
+from siteiso.state import Site, State, fault, load, locked, mirrors, save
+from siteiso.views import engine
+
+ACTIONS = (
+    ("--site-isolation-allow-all", 0),
+    ("--site-isolation-deny-all", 0),
+    ("--site-isolation-allow", "+"),
+    ("--site-isolation-deny", "+"),
+    ("--site-isolation-toggle-mode", 0),
+    ("--site-isolation-enable", "+"),
+    ("--site-isolation-disable", "+"),
+    ("--site-isolation-list", "*"),
+    ("--site-isolation-regenerate", "+"),
+    ("--remount", "+"),
+    ("--remount-all", 0),
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="cagefsctl", description="siteiso website isolation (admin)")
+    group = p.add_mutually_exclusive_group(required=True)
+    for flag, nargs in ACTIONS:
+        metavar = "DOMAIN" if "able" in flag and "allow" not in flag else "USER"
+        if nargs == 0:
+            group.add_argument(flag, action="store_true")
+        else:
+            group.add_argument(flag, nargs=nargs, metavar=metavar)
+    p.add_argument("--json", action="store_true", help="JSON output (list)")
+    p.add_argument("--debug", action="store_true", help="tracebacks and debug log")
+    return p
+
+
+def _unique(items: list[str]) -> list[str]:
+    seen: dict[str, None] = {}
+    for item in items:
+        seen.setdefault(item, None)
+    return list(seen)
+
+
+def _users(names: list[str], cfg: config.Config) -> list[str]:
+    """Validate every user before any change; normalized, deduplicated."""
+    return _unique([accounts.lookup(n, cfg).name for n in names])
+
+
+def _domains(names: list[str]) -> list[str]:
+    return _unique([normalize_domain(n) for n in names])
+
+
+class Admin:
+    def __init__(self, cfg: config.Config) -> None:
+        self.cfg = cfg
+
+    # ---- user gates ---------------------------------------------------
+
+    def allow_all(self, st: State) -> str:
+        st.flag = True
+        st.mode = "allow_all"
+        return "Website isolation was allowed for all users."
+
+    def deny_all(self, st: State) -> str:
+        if st.flag:
+            st.sites.clear()
+        st.allowed = []
+        st.mode = "deny_all"
+        st.flag = False
+        return "Website isolation was denied for all users."
+
+    def allow(self, st: State, users: list[str]) -> str:
+        users = _users(users, self.cfg)
+        if not st.flag:
+            st.flag, st.mode = True, "deny_all"
+        for u in users:
+            if st.mode == "allow_all":
+                if u in st.denied:
+                    st.denied.remove(u)
+            elif u not in st.allowed:
+                st.allowed.append(u)
+        return f"Website isolation was allowed for user(s): {', '.join(users)}"
+
+    def deny(self, st: State, users: list[str]) -> str:
+        users = _users(users, self.cfg)
+        if not st.flag:
+            raise NotEnabled()
+        for u in users:
+            if st.mode == "allow_all":
+                if u not in st.denied:
+                    st.denied.append(u)
+            elif u in st.allowed:
+                st.allowed.remove(u)
+            for site in st.sites_of(u):
+                self._drop_site(st, site)
+        return f"Website isolation was denied for user(s): {', '.join(users)}"
+
+    def toggle_mode(self, st: State) -> str:
+        if not st.mode:
+            self.allow_all(st)
+        else:
+            st.mode = "deny_all" if st.mode == "allow_all" else "allow_all"
+        return f"Website isolation user mode toggled to '{st.mode}'."
+
+    # ---- sites ----------------------------------------------------------
+
+    def enable(self, st: State, names: list[str]) -> str:
+        domains = _domains(names)
+        if not st.flag:
+            raise NotEnabled()
+        panel = panels.get_panel(self.cfg)
+        planned: list[tuple[str, accounts.Account, str]] = []
+        for d in domains:
+            rec = panel.domain(d)
+            if rec is None:
+                raise DomainNotFound(d)
+            acct = accounts.lookup(rec.owner, self.cfg)
+            if not st.allowed_user(acct.name):
+                raise NotAllowed(acct.name)
+            docroot = engine.resolve_docroot(acct, rec.docroot)
+            planned.append((d, acct, docroot))
+        for d, acct, docroot in planned:
+            if st.site_of(d) is not None:
+                continue
+            site = st.site_by_docroot(acct.name, docroot)
+            if site is None:
+                token = secrets.token_hex(8)
+                site = Site(token=token, owner=acct.name, uid=acct.uid,
+                            docroot=docroot, names=[],
+                            php=dict(st.php_kept.get(d, {})))
+                st.sites[token] = site
+                log.info("site %s (%s) of %s isolated", d, docroot, acct.name)
+            site.names.append(d)
+            site.names.sort()
+        return "Website isolation was enabled for domain(s),\n" + ",".join(domains)
+
+    def disable(self, st: State, names: list[str]) -> str:
+        domains = _domains(names)
+        panel = panels.get_panel(self.cfg)
+        for d in domains:
+            if st.site_of(d) is None and panel.domain(d) is None:
+                raise DomainNotFound(d)
+        for d in domains:
+            site = st.site_of(d)
+            if site is None:
+                continue
+            site.names.remove(d)
+            st.php_kept[d] = dict(site.php)
+            if not site.names:
+                self._drop_site(st, site)
+            log.info("site %s of %s no longer isolated", d, site.owner)
+        return "Website isolation was disabled for domain(s),\n" + ",".join(domains)
+
+    def _drop_site(self, st: State, site: Site) -> None:
+        for name in site.names:
+            st.php_kept[name] = dict(site.php)
+        st.sites.pop(site.token, None)
+
+    def regenerate(self, st: State, users: list[str]) -> str:
+        users = _users(users, self.cfg)
+        panel = panels.get_panel(self.cfg)
+        for u in users:
+            acct = accounts.lookup(u, self.cfg)
+            current = panel.domains(owner=u)
+            for site in st.sites_of(u):
+                kept = [n for n in site.names if n in current]
+                for gone in set(site.names) - set(kept):
+                    log.info("domain %s of %s left the panel: not isolated", gone, u)
+                site.names = kept
+                if not kept:
+                    self._drop_site(st, site)
+                    continue
+                try:
+                    docroot = engine.resolve_docroot(acct, current[kept[0]].docroot)
+                except SiteisoError as e:
+                    log.warning("site %s: %s", kept[0], e.message)
+                    continue
+                if docroot != site.docroot:
+                    log.info("site %s moved: %s -> %s", kept[0], site.docroot, docroot)
+                    site.docroot = docroot
+        return ("Regenerated configuration website isolation for users:\n"
+                + "\n".join(users))
+
+    def list_text(self, st: State, users: list[str], as_json: bool) -> str:
+        if users:
+            order = _users(users, self.cfg)
+        else:
+            order = accounts.uid_order(_unique(s.owner for s in st.sites.values()))
+        result: dict[str, list[str]] = {}
+        for u in order:
+            names = sorted(n for s in st.sites_of(u) for n in s.names)
+            if names:
+                result[u] = names
+        if as_json:
+            return json.dumps({"users": result})
+        if not result:
+            return "No users with enabled Website isolation"
+        blocks = []
+        for u, names in result.items():
+            blocks.append(f"Domains with enabled website isolation for user {u}:\n"
+                          + "\n".join(names))
+        return "\n".join(blocks)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.debug)
+
+    def body() -> int:
+        require_root()
+        cfg = config.load()
+        admin = Admin(cfg)
+        if args.site_isolation_list is not None:
+            with locked():
+                st = load()
+                print(admin.list_text(st, args.site_isolation_list, args.json))
+            return 0
+        if args.json:
+            raise UsageError("--json is only for --site-isolation-list")
+        with locked():
+            st = load()
+            users: list[str] | None = None
+            rebuild = False
+            if args.site_isolation_allow_all:
+                msg = admin.allow_all(st)
+            elif args.site_isolation_deny_all:
+                msg = admin.deny_all(st)
+            elif args.site_isolation_allow:
+                msg = admin.allow(st, args.site_isolation_allow)
+            elif args.site_isolation_deny:
+                msg = admin.deny(st, args.site_isolation_deny)
+            elif args.site_isolation_toggle_mode:
+                msg = admin.toggle_mode(st)
+            elif args.site_isolation_enable:
+                msg = admin.enable(st, args.site_isolation_enable)
+            elif args.site_isolation_disable:
+                msg = admin.disable(st, args.site_isolation_disable)
+            elif args.site_isolation_regenerate:
+                msg = admin.regenerate(st, args.site_isolation_regenerate)
+                users, rebuild = _users(args.site_isolation_regenerate, cfg), True
+            elif args.remount:
+                users = _users(args.remount, cfg)
+                rebuild = True
+                msg = f"Remounted website isolation for user(s): {', '.join(users)}"
+            else:
+                rebuild = True
+                msg = "Remounted website isolation for all users."
+            save(st)
+            mirrors.apply(st)
+            engine.converge(st, cfg, users=users, rebuild=rebuild)
+            fault("views-converged")
+        print(msg)
+        return 0
+
+    return run_main(body, debug=args.debug, as_json=args.json)

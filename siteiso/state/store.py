@@ -1,0 +1,175 @@
+"""siteiso's recorded state and how it changes safely.
+
+The truth is /var/lib/siteiso/state.json: mode, flag, user lists, sites
+with their names, tokens and settings. It changes only under the lock in
+/var/lib/siteiso/lock and only by write-temp, fsync, rename, fsync-dir, so a
+reader (or a crash) sees the old or the new document, never a mix.
+
+Everything else (the CageFS-compatible flag and mode directories, views,
+processes, services) is a side effect re-driven from this document by every
+command, so a command killed at any point is repaired by the next one.
+
+Fault points: SITEISO_FAULT=<name> kills the command with SIGKILL when it
+reaches the point of that name; tests walk every name in FAULT_POINTS.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import signal
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+
+from siteiso import paths
+from siteiso.errors import SiteisoError
+
+FAULT_POINTS = (
+    "locked",            # lock taken, nothing written
+    "state-temp",        # temp file written and fsynced, not yet renamed
+    "state-renamed",     # new state in place, directory not yet fsynced
+    "state-written",     # state durable, no side effect yet
+    "mirrors-written",   # flag/mode/list mirrors re-driven
+    "views-converged",   # views, processes and services re-driven
+)
+
+
+def fault(name: str) -> None:
+    """Die here, abruptly, when the tests ask for it."""
+    if os.environ.get("SITEISO_FAULT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@dataclass
+class Site:
+    token: str
+    owner: str
+    uid: int
+    docroot: str          # canonical real path
+    names: list[str]
+    home: str = ""        # per-site home mode; "" = the configured default
+    php: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass
+class State:
+    flag: bool = False
+    mode: str = ""                     # "" (not initialized), allow_all, deny_all
+    denied: list[str] = field(default_factory=list)
+    allowed: list[str] = field(default_factory=list)
+    sites: dict[str, Site] = field(default_factory=dict)
+    # Per-domain PHP settings kept across disable (§5): domain → settings.
+    php_kept: dict[str, dict[str, object]] = field(default_factory=dict)
+
+    def allowed_user(self, user: str) -> bool:
+        if not self.flag:
+            return False
+        if self.mode == "allow_all":
+            return user not in self.denied
+        if self.mode == "deny_all":
+            return user in self.allowed
+        return False
+
+    def site_of(self, name: str) -> Site | None:
+        for site in self.sites.values():
+            if name in site.names:
+                return site
+        return None
+
+    def site_by_docroot(self, owner: str, docroot: str) -> Site | None:
+        for site in self.sites.values():
+            if site.owner == owner and site.docroot == docroot:
+                return site
+        return None
+
+    def sites_of(self, user: str) -> list[Site]:
+        return sorted((s for s in self.sites.values() if s.owner == user),
+                      key=lambda s: s.docroot)
+
+    def to_json(self) -> str:
+        doc = asdict(self)
+        doc["version"] = 1
+        return json.dumps(doc, indent=1, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> State:
+        doc = json.loads(text)
+        if not isinstance(doc, dict) or doc.get("version") != 1:
+            raise ValueError("unknown state version")
+        sites = {t: Site(**s) for t, s in doc.get("sites", {}).items()}
+        return cls(flag=bool(doc.get("flag")), mode=str(doc.get("mode", "")),
+                   denied=list(doc.get("denied", [])),
+                   allowed=list(doc.get("allowed", [])), sites=sites,
+                   php_kept=dict(doc.get("php_kept", {})))
+
+
+def _ensure_lib() -> None:
+    os.makedirs(paths.LIB, mode=0o700, exist_ok=True)
+
+
+@contextlib.contextmanager
+def locked() -> Iterator[None]:
+    """The one lock every state change is made under."""
+    _ensure_lib()
+    fd = os.open(paths.LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
+                 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        fault("locked")
+        yield
+    finally:
+        os.close(fd)
+
+
+def load() -> State:
+    try:
+        with open(paths.STATE, encoding="utf-8") as f:
+            return State.from_json(f.read())
+    except FileNotFoundError:
+        return _import_mirrors()
+    except (ValueError, TypeError, KeyError) as e:
+        raise SiteisoError(f"cannot read {paths.STATE}: {e} (restore it from a "
+                           "backup or remove it to start over)") from e
+
+
+def _import_mirrors() -> State:
+    """No state yet: adopt what CageFS-compatible tooling left on disk."""
+    st = State(flag=os.path.exists(paths.FLAG))
+    if os.path.isdir(paths.MODE_ALLOW_ALL):
+        st.mode = "allow_all"
+    elif os.path.isdir(paths.MODE_DENY_ALL):
+        st.mode = "deny_all"
+    st.denied = _list_dir(paths.USERS_DENIED)
+    st.allowed = _list_dir(paths.USERS_ALLOWED)
+    return st
+
+
+def _list_dir(path: str) -> list[str]:
+    try:
+        return sorted(os.listdir(path))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def save(st: State) -> None:
+    """Atomically replace the recorded state (caller holds the lock)."""
+    _ensure_lib()
+    tmp = f"{paths.STATE}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+                 | os.O_NOFOLLOW, 0o600)
+    try:
+        os.write(fd, st.to_json().encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    fault("state-temp")
+    os.rename(tmp, paths.STATE)
+    fault("state-renamed")
+    dfd = os.open(paths.LIB, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+    fault("state-written")
