@@ -89,9 +89,7 @@ def normalize_domain(s: str) -> str:
 
     for c in mapped:
         if c in _FORBIDDEN:
-            raise InvalidName(
-                f"invalid domain name {shown}: contains {_FORBIDDEN[c]}"
-            )
+            raise InvalidName(f"invalid domain name {shown}: contains {_FORBIDDEN[c]}")
         if c.isascii() and not (c.isalnum() or c in ".-"):
             raise InvalidName(
                 f"invalid domain name {shown}: contains the character {c!r}"
@@ -143,18 +141,14 @@ def normalize_domain(s: str) -> str:
                 f"than {MAX_LABEL} characters"
             )
         if not _LDH_LABEL.match(label):
-            raise InvalidName(
-                f"invalid domain name {shown}: bad label {quote(label)}"
-            )
+            raise InvalidName(f"invalid domain name {shown}: bad label {quote(label)}")
     if len(encoded) > MAX_NAME:
         raise InvalidName(
             f"invalid domain name {shown}: longer than {MAX_NAME} characters"
         )
     if alabels[-1].isdigit():
         # "192.0.2.10" passes LDH rules but is an address, not a site name.
-        raise InvalidName(
-            f"invalid domain name {shown}: the last label is all digits"
-        )
+        raise InvalidName(f"invalid domain name {shown}: the last label is all digits")
     return encoded
 
 

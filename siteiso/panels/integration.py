@@ -11,6 +11,7 @@ message, which becomes a PanelError of that kind.
 from __future__ import annotations
 
 import configparser
+import contextlib
 import json
 import os
 import selectors
@@ -21,9 +22,8 @@ import time
 from dataclasses import dataclass
 
 from siteiso import paths
-from siteiso.errors import PanelError
+from siteiso.errors import InvalidName, PanelError
 from siteiso.names import (
-    InvalidName,
     normalize_domain,
     quote,
     validate_path,
@@ -149,10 +149,8 @@ def _run(argv: list[str], timeout: float, max_output: int) -> _Run:
             # The leader is not reaped yet, so the group id cannot have been
             # reused: this kills the script if it still runs and whatever it
             # left behind in its session.
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
             # Limitation: a child that made a session of its own escapes this.
             status = proc.wait()
             proc.stdout.close()
@@ -258,7 +256,9 @@ class IntegrationPanel:
         try:
             text = run.stdout.decode("utf-8")
         except UnicodeDecodeError as e:
-            raise PanelError(f"{what} printed something that is not UTF-8{failed}") from e
+            raise PanelError(
+                f"{what} printed something that is not UTF-8{failed}"
+            ) from e
         try:
             doc = json.loads(text)
         except json.JSONDecodeError as e:
@@ -272,9 +272,7 @@ class IntegrationPanel:
             raise PanelError(f"{what} printed JSON nested too deep{failed}") from e
 
         if not isinstance(doc, dict) or not isinstance(doc.get("metadata"), dict):
-            raise PanelError(
-                f"{what} answered without a metadata object{failed}"
-            )
+            raise PanelError(f"{what} answered without a metadata object{failed}")
         result = doc["metadata"].get("result")
         if result == "ok":
             if "data" not in doc:
@@ -285,9 +283,7 @@ class IntegrationPanel:
             if not isinstance(message, str) or not message.strip():
                 message = "(no message)"
             return _ErrorAnswer(str(result), clean_text(message.strip()))
-        raise PanelError(
-            f"{what} answered an unknown result {quote(result)}{failed}"
-        )
+        raise PanelError(f"{what} answered an unknown result {quote(result)}{failed}")
 
     # -- the Panel interface ----------------------------------------------
 

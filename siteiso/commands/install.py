@@ -1,0 +1,107 @@
+"""`siteiso install` / `siteiso uninstall`: put siteiso in its system places.
+
+Run from the product's venv (/opt/siteiso/venv, made from the
+distribution's python3 so that every user can run the user commands).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from siteiso import paths
+from siteiso.errors import SiteisoError
+
+BIN = Path(__file__).resolve().parent.parent / "_bin"
+ADMIN_COMMANDS = ("cagefsctl", "siteiso")
+USER_COMMANDS = ("cagefsctl-user", "selectorctl", "cagefs_enter_site")
+UNITS = {
+    "siteiso.slice": """[Unit]
+Description=siteiso: holders and per-site PHP of isolated websites
+Before=slices.target
+
+[Slice]
+Delegate=yes
+""",
+    "siteisod.service": """[Unit]
+Description=siteiso daemon: user socket, docroot monitor, FPM supervision
+After=local-fs.target
+
+[Service]
+Type=simple
+ExecStart=/usr/local/sbin/siteiso daemon
+PIDFile=/run/siteiso/siteisod.pid
+KillMode=process
+Restart=on-failure
+
+[Install]
+WantedBy=multi-user.target
+""",
+}
+UNIT_DIR = "/etc/systemd/system"
+
+
+def _nosuid(path: str) -> bool:
+    return bool(os.statvfs(path).f_flag & os.ST_NOSUID)
+
+
+def install() -> list[str]:
+    if os.geteuid() != 0:
+        raise SiteisoError("siteiso install must be run as root")
+    done = []
+    os.makedirs(paths.LIBEXEC, mode=0o755, exist_ok=True)
+    if _nosuid(paths.LIBEXEC):
+        raise SiteisoError(f"{paths.LIBEXEC} is on a nosuid file system: "
+                           "the setuid entry cannot work there")
+    for name, mode in (("siteiso-holder", 0o755), ("siteiso-enter", 0o4755)):
+        src = BIN / name
+        if not src.is_file():
+            raise SiteisoError(f"{src} is missing: the package was built without "
+                               "its C programs")
+        dst = f"{paths.LIBEXEC}/{name}"
+        tmp = f"{dst}.new"
+        shutil.copyfile(src, tmp)
+        os.chown(tmp, 0, 0)
+        os.chmod(tmp, mode)
+        os.rename(tmp, dst)
+        done.append(f"{dst} ({oct(mode)})")
+    venv_bin = os.path.dirname(sys.executable)
+    for names, where in ((ADMIN_COMMANDS, "/usr/local/sbin"),
+                         (USER_COMMANDS, "/usr/local/bin")):
+        os.makedirs(where, exist_ok=True)
+        for name in names:
+            link = f"{where}/{name}"
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(link)
+            os.symlink(f"{venv_bin}/{name}", link)
+            done.append(link)
+    if os.path.isdir(UNIT_DIR):
+        for name, text in UNITS.items():
+            with open(f"{UNIT_DIR}/{name}", "w", encoding="utf-8") as f:
+                f.write(text)
+            done.append(f"{UNIT_DIR}/{name}")
+    return done
+
+
+def uninstall() -> list[str]:
+    if os.geteuid() != 0:
+        raise SiteisoError("siteiso uninstall must be run as root")
+    done = []
+    targets = [f"/usr/local/sbin/{n}" for n in ADMIN_COMMANDS]
+    targets += [f"/usr/local/bin/{n}" for n in USER_COMMANDS]
+    targets += [f"{UNIT_DIR}/{n}" for n in UNITS]
+    for t in targets:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(t)
+            done.append(t)
+    if os.path.isdir(paths.LIBEXEC):
+        shutil.rmtree(paths.LIBEXEC)
+        done.append(paths.LIBEXEC)
+    if os.path.isdir(paths.OPT):
+        subprocess.run(["rm", "-rf", "--one-file-system", paths.OPT], check=False)
+        done.append(paths.OPT)
+    return done

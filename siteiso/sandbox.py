@@ -1,0 +1,288 @@
+"""A private server inside namespaces: for the tests and the demo.
+
+A Sandbox is a long-lived PID 1 started under `unshare` with its own mount,
+PID and network namespaces. Inside it /etc, /var, /run, /home and /opt are
+overlays with a tmpfs upper layer and /tmp is a tmpfs, so useradd, panel
+files, Apache and cron configuration are real but private, and vanish with
+the sandbox. The test process itself never changes namespace: it runs
+commands inside through nsenter and reads files through /proc/<pid>/root.
+
+cgroups: each sandbox gets one subtree of the cgroup2 hierarchy (the host's
+cgroup2 mount, or a private mount inside the sandbox where the host has
+none), named in the sandbox's /etc/siteiso/siteiso.conf, removed at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+OVERLAID = ("/etc", "/var", "/run", "/home", "/opt")
+SBX = "/mnt"  # the tmpfs holding the overlays' upper layers, inside the sandbox
+CG_PRIVATE = "/mnt/cgroup2"
+
+# PID 1 of the sandbox: reap orphans (holders re-parent here) until killed.
+REAPER = r"""
+import os, signal, time
+signal.signal(signal.SIGTERM, lambda *a: os._exit(0))
+print("ready", flush=True)
+while True:
+    try:
+        os.waitpid(-1, 0)
+    except ChildProcessError:
+        time.sleep(0.2)
+"""
+
+SETUP = r"""
+set -e
+mount --make-rprivate /
+mount -t proc -o nosuid,nodev,noexec proc /proc
+mount -t tmpfs -o mode=0755 sbx {sbx}
+for d in {overlaid}; do
+    n=$(echo "$d" | tr / _)
+    mkdir -p {sbx}/$n/upper {sbx}/$n/work
+    mount -t overlay overlay \
+        -o lowerdir=$d,upperdir={sbx}/$n/upper,workdir={sbx}/$n/work $d
+done
+mount -t tmpfs -o mode=1777 tmp /tmp
+mkdir -p /run/lock /var/lock 2>/dev/null || true
+ip link set lo up
+if ! grep -q ' - cgroup2 ' /proc/self/mountinfo; then
+    mkdir -p {cgpriv}
+    mount -t cgroup2 none {cgpriv}
+fi
+exec python3 -c '{reaper}'
+"""
+
+
+def host_cgroup2() -> str | None:
+    """The host's cgroup2 mount point, if the host has one."""
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            if right.split(" ", 1)[0] == "cgroup2":
+                return left.split()[4]
+    return None
+
+
+@dataclass
+class User:
+    name: str
+    uid: int
+    gid: int
+    home: str
+
+
+class Sandbox:
+    """One private server. Use as a context manager or through the fixture."""
+
+    def __init__(self, name: str = "t") -> None:
+        self.name = name
+        self.proc: subprocess.Popen[str] | None = None
+        self.pid = 0
+        cg_mount = host_cgroup2()
+        self._cg_private = cg_mount is None
+        base = CG_PRIVATE if cg_mount is None else cg_mount
+        self.cgroup_root = f"{base}/siteiso-test-{os.getpid()}-{name}-{time.time_ns()}"
+        self.users: dict[str, User] = {}
+
+    # ---- lifetime -------------------------------------------------------
+
+    def start(self) -> Sandbox:
+        script = SETUP.format(
+            sbx=SBX,
+            overlaid=" ".join(OVERLAID),
+            cgpriv=CG_PRIVATE,
+            reaper=REAPER.replace("'", "'\\''"),
+        )
+        self.proc = subprocess.Popen(
+            ["unshare", "--mount", "--pid", "--net", "--ipc", "--uts", "--fork",
+             "--propagation", "private", "sh", "-c", script],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            start_new_session=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if line.strip() != "ready":
+            err = self.proc.stderr.read() if self.proc.stderr else ""
+            self.proc.kill()
+            raise RuntimeError(f"sandbox did not start: {line!r} {err}")
+        self.pid = self._child_pid(self.proc.pid)
+        self.run(["mkdir", "-p", self.cgroup_root])
+        self.write("/etc/siteiso/siteiso.conf",
+                   f"[siteiso]\ncgroup_root = {self.cgroup_root}\n"
+                   "grace_seconds = 1\n")
+        return self
+
+    @staticmethod
+    def _child_pid(unshare_pid: int) -> int:
+        """unshare --fork: the sandbox's PID 1 is unshare's only child."""
+        for _ in range(100):
+            try:
+                kids = Path(f"/proc/{unshare_pid}/task/{unshare_pid}/children")
+                pids = kids.read_text().split()
+            except FileNotFoundError:
+                pids = []
+            if pids:
+                return int(pids[0])
+            time.sleep(0.01)
+        raise RuntimeError("sandbox PID 1 not found")
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        # End everything in siteiso's cgroups first, then the PID namespace
+        # (its PID 1 dying takes every process inside with it).
+        self.run(["sh", "-c", _KILL_CGROUPS.format(root=self.cgroup_root)],
+                 check=False, timeout=30)
+        os.kill(self.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+        self._remove_cgroups()
+        self.proc = None
+
+    def _remove_cgroups(self) -> None:
+        script = (f"find {shlex.quote(self.cgroup_root)} -depth -type d "
+                  "-exec rmdir {} + 2>/dev/null; true")
+        if self._cg_private:
+            script = f"mkdir -p {CG_PRIVATE} && mount -t cgroup2 none " \
+                     f"{CG_PRIVATE} && {script}"
+            argv = ["unshare", "--mount", "--propagation", "private",
+                    "sh", "-c", script]
+        else:
+            argv = ["sh", "-c", script]
+        for _ in range(50):
+            subprocess.run(argv, check=False)
+            if not self._cgroup_left():
+                return
+            time.sleep(0.1)
+
+    def _cgroup_left(self) -> bool:
+        if self._cg_private:
+            return False
+        return os.path.exists(self.cgroup_root)
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---- running things inside ------------------------------------------
+
+    def argv(self, argv: list[str], user: str | None = None,
+             env: dict[str, str] | None = None, cwd: str = "/") -> list[str]:
+        inner = list(argv)
+        base_env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:"
+                            "/sbin:/bin", "LANG": "C.UTF-8"}
+        if user is not None:
+            u = self.users.get(user)
+            base_env["HOME"] = u.home if u else "/"
+            base_env["USER"] = user
+            inner = ["setpriv", f"--reuid={user}", f"--regid={user}",
+                     "--init-groups", "--", *inner]
+        base_env.update(env or {})
+        envs = [f"{k}={v}" for k, v in base_env.items()]
+        return ["nsenter", f"--target={self.pid}", "--mount", "--pid", "--net",
+                "--ipc", "--uts", f"--wd={cwd}", "--", "env", "-i", *envs, *inner]
+
+    def run(self, argv: list[str], user: str | None = None, check: bool = True,
+            input: str | None = None, env: dict[str, str] | None = None,
+            timeout: float = 120, cwd: str = "/") -> subprocess.CompletedProcess[str]:
+        r = subprocess.run(self.argv(argv, user, env, cwd), input=input,
+                           capture_output=True, text=True, timeout=timeout)
+        if check and r.returncode != 0:
+            raise AssertionError(
+                f"{argv} as {user or 'root'} exited {r.returncode}\n"
+                f"stdout: {r.stdout}\nstderr: {r.stderr}")
+        return r
+
+    def sh(self, script: str, user: str | None = None, check: bool = True,
+           **kw: object) -> subprocess.CompletedProcess[str]:
+        return self.run(["sh", "-c", script], user=user, check=check, **kw)  # type: ignore[arg-type]
+
+    def popen(self, argv: list[str], user: str | None = None,
+              env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        return subprocess.Popen(self.argv(argv, user, env), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+
+    # ---- files, through the sandbox's root --------------------------------
+
+    def host_path(self, path: str) -> str:
+        return f"/proc/{self.pid}/root{path}"
+
+    def write(self, path: str, content: str, mode: int = 0o644,
+              owner: str | None = None) -> None:
+        self.run(["mkdir", "-p", os.path.dirname(path)])
+        self.run(["sh", "-c", f"cat > {shlex.quote(path)}"], input=content)
+        self.run(["chmod", oct(mode)[2:], path])
+        if owner:
+            self.run(["chown", f"{owner}:{owner}", path])
+
+    def read(self, path: str) -> str:
+        return self.run(["cat", path]).stdout
+
+    def exists(self, path: str) -> bool:
+        return self.run(["test", "-e", path], check=False).returncode == 0
+
+    # ---- users and sites ----------------------------------------------------
+
+    def useradd(self, name: str, uid: int | None = None) -> User:
+        cmd = ["useradd", "-m", "-s", "/bin/bash", "-U"]
+        if uid is not None:
+            cmd += ["-u", str(uid)]
+        self.run([*cmd, name])
+        self.run(["chmod", "0711", f"/home/{name}"])
+        ids = self.run(["id", "-u", name]).stdout.strip(), \
+            self.run(["id", "-g", name]).stdout.strip()
+        user = User(name, int(ids[0]), int(ids[1]), f"/home/{name}")
+        self.users[name] = user
+        return user
+
+    def make_tree(self, user: str, files: dict[str, str]) -> None:
+        """Create files (path → content) owned by user, dirs as needed."""
+        for path, content in files.items():
+            self.run(["mkdir", "-p", os.path.dirname(path)], user=user)
+            self.run(["sh", "-c", f"cat > {shlex.quote(path)}"], user=user,
+                     input=content)
+
+    def set_domains(self, domains: dict[str, tuple[str, str]]) -> None:
+        """Write the embedded panel: domain → (owner, docroot)."""
+        import json
+        data = {d: {"owner": o, "document_root": r, "is_main": False}
+                for d, (o, r) in domains.items()}
+        self.write("/etc/siteiso/domains.json", json.dumps(data, indent=1))
+
+    def cagefsctl(self, *args: str, check: bool = False,
+                  user: str | None = None) -> subprocess.CompletedProcess[str]:
+        return self.run(["cagefsctl", *args], check=check, user=user)
+
+
+_KILL_CGROUPS = r"""
+root={root}
+[ -d "$root" ] || exit 0
+find "$root" -name cgroup.kill | while read f; do echo 1 > "$f" 2>/dev/null; done
+for i in $(seq 50); do
+    left=$(find "$root" -name cgroup.procs -exec cat {{}} + 2>/dev/null | head -1)
+    [ -z "$left" ] && break
+    sleep 0.1
+done
+true
+"""
+
+
+def host_snapshot() -> dict[str, object]:
+    """What the suite must leave as it found it."""
+    with open("/proc/self/mountinfo") as f:
+        mounts = sorted(" ".join(line.split()[3:5]) for line in f)
+    with open("/etc/passwd", "rb") as f:
+        passwd = f.read()
+    cgroups: list[str] = []
+    for base in ("/sys/fs/cgroup",):
+        for dirpath, _dirs, _files in os.walk(base):
+            cgroups.append(dirpath)
+    return {"mounts": mounts, "passwd": passwd, "cgroups": sorted(cgroups)}

@@ -1,0 +1,1 @@
+"""Views: holders, the index the entry reads, and converging them on state."""

@@ -1,0 +1,347 @@
+"""Converging views on the recorded state (SPEC §4.5).
+
+For every affected user: make per-site storage (through descriptors, as
+root, in a hostile home), generate the filtered passwd/group, build a plan
+per site and for the user cage, start a holder for each plan that changed,
+swap the index atomically, then deal with the old holders: a change that
+only reveals retires the old view (its processes finish in it), a change
+that hides kills it (and with it every process of that view), a site that is
+no longer isolated has its processes ended and its cgroup removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import grp
+import os
+import pwd
+import signal
+import subprocess
+
+from siteiso import accounts, paths, sysapi
+from siteiso.accounts import Account
+from siteiso.config import Config
+from siteiso.errors import EngineError
+from siteiso.names import validate_docroot
+from siteiso.plan import CageInput, SiteInput, cage_plan, render, site_plan
+from siteiso.plan.sites import inside
+from siteiso.plan.view import Storage
+from siteiso.procs import lifecycle
+from siteiso.state import Site, State
+from siteiso.views import index
+from siteiso.views.index import Holder
+
+CGROUP_FALLBACK = "/run/siteiso/cgroup"
+SITE_STORAGE = ("tmp", "var-tmp", "shm", "sessions", "cache", "cache/cache",
+                "cache/composer", "cache/wp-cli")
+CAGE_STORAGE = ("tmp", "var-tmp", "shm", "sessions")
+SYSTEM_PATHS_PROBED = (
+    "/var/lib/siteiso", "/run/siteiso", "/etc/siteiso", "/etc/cagefs",
+    "/opt/cpvendor", "/var/cpanel/userdata", "/usr/libexec/siteiso/wrappers",
+    "/etc/userdatadomains", "/etc/trueuserdomains", "/opt/siteiso",
+    "/var/spool/cron", "/var/spool/at", "/run/dbus", "/etc/apache2", "/etc/httpd",
+    "/etc/php", "/var/lib/php/sessions", "/usr/bin/crontab", "/usr/bin/at",
+    "/usr/bin/batch", "/usr/bin/atq", "/usr/bin/atrm", "/usr/bin/systemd-run",
+    "/usr/bin/busctl", "/usr/bin/dbus-send", "/usr/local/bin/cagefsctl-user",
+    "/usr/local/bin/selectorctl", "/usr/local/sbin/cagefsctl",
+    "/usr/local/sbin/siteiso", "/usr/local/bin/siteiso",
+)
+
+
+def resolve_docroot(acct: Account, docroot: str) -> str:
+    """The canonical docroot, resolved through descriptors inside the home."""
+    validate_docroot(docroot, acct.home)
+    real, fd = sysapi.resolve_docroot(acct.home, docroot, acct.uid)
+    os.close(fd)
+    return real
+
+
+# ---- cgroups ---------------------------------------------------------------
+
+def cgroup_base(cfg: Config) -> str:
+    root = lifecycle.cgroup_root(cfg.cgroup_root)
+    if root is None:
+        os.makedirs(CGROUP_FALLBACK, mode=0o755, exist_ok=True)
+        subprocess.run(["mount", "-t", "cgroup2", "none", CGROUP_FALLBACK],
+                       check=True)
+        root = CGROUP_FALLBACK
+    return f"{root}/siteiso.slice"
+
+
+def user_cgroup(cfg: Config, uid: int) -> str:
+    return f"{cgroup_base(cfg)}/user-{uid}"
+
+
+# ---- storage and identity files --------------------------------------------
+
+def _storage(acct: Account, rel: str, subdirs: tuple[str, ...]) -> None:
+    """Create ~/.cagefs/<rel>/<subdir> as root without following anything."""
+    home_fd = os.open(acct.home, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        st = os.fstat(home_fd)
+        if st.st_uid != acct.uid:
+            raise EngineError(f"refusing home {acct.home}: not owned by {acct.name}")
+        for sub in ("", *subdirs):
+            path = f"{rel}/{sub}".rstrip("/")
+            fd = sysapi.ensure_dir_beneath(home_fd, path, acct.uid, acct.gid, 0o700)
+            os.close(fd)
+    finally:
+        os.close(home_fd)
+
+
+def _identity(acct: Account, cfg: Config) -> tuple[str, str]:
+    """passwd and group without the other hosting accounts."""
+    d = f"{paths.VIEWS}/{acct.uid}"
+    os.makedirs(d, mode=0o755, exist_ok=True)
+    others = {p.pw_name for p in pwd.getpwall()
+              if p.pw_uid >= cfg.min_uid and p.pw_uid != 65534 and p.pw_uid != acct.uid}
+    other_gids = {p.pw_gid for p in pwd.getpwall() if p.pw_name in others}
+    passwd = [":".join((p.pw_name, "x", str(p.pw_uid), str(p.pw_gid), p.pw_gecos,
+                        p.pw_dir, p.pw_shell))
+              for p in pwd.getpwall() if p.pw_name not in others]
+    group = []
+    for g in grp.getgrall():
+        if g.gr_gid in other_gids and g.gr_gid != acct.gid:
+            continue
+        members = ",".join(m for m in g.gr_mem if m not in others)
+        group.append(f"{g.gr_name}:x:{g.gr_gid}:{members}")
+    out = []
+    for name, lines in (("passwd", passwd), ("group", group)):
+        path = f"{d}/{name}"
+        tmp = f"{path}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
+        os.chmod(tmp, 0o644)
+        os.rename(tmp, path)
+        out.append(path)
+    return out[0], out[1]
+
+
+def _existing() -> frozenset[str]:
+    return frozenset(p for p in SYSTEM_PATHS_PROBED if os.path.lexists(p))
+
+
+def _home_entries(acct: Account) -> tuple[str, ...]:
+    try:
+        return tuple(sorted(os.listdir(acct.home)))
+    except OSError:
+        return ()
+
+
+def site_inputs(st: State, acct: Account, cfg: Config) -> list[SiteInput]:
+    out = []
+    for s in st.sites_of(acct.name):
+        out.append(SiteInput(token=s.token, docroot=s.docroot, names=tuple(s.names),
+                             extra_paths=tuple(_sites_d_paths(s, acct)),
+                             home_mode=s.home or cfg.home_mode, shared=cfg.shared))
+    return out
+
+
+def _sites_d_paths(site: Site, acct: Account) -> list[str]:
+    """Admin-added site paths: /etc/siteiso/sites.d/<domain>.conf, one a line."""
+    out: list[str] = []
+    for name in site.names:
+        try:
+            with open(f"{paths.SITES_D}/{name}.conf", encoding="utf-8") as f:
+                lines = f.read().splitlines()
+        except FileNotFoundError:
+            continue
+        for line in lines:
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            try:
+                out.append(resolve_docroot(acct, line))
+            except Exception:  # noqa: BLE001 - a bad admin path is skipped, logged
+                continue
+    return out
+
+
+# ---- holders -----------------------------------------------------------------
+
+def start_holder(plan_text: str, kind: str, token: str, docroot: str = "-",
+                 names: str = "-") -> Holder:
+    try:
+        r = subprocess.run([paths.HOLDER, "build"], input=plan_text,
+                           capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise EngineError(f"cannot start the view holder: {e}") from e
+    if r.returncode != 0:
+        raise EngineError(r.stderr.strip() or f"siteiso-holder exited {r.returncode}")
+    pid = int(r.stdout.split()[0])
+    return Holder(kind, token, pid, index.starttime(pid), index.ns_inode(pid, "pid"),
+                  index.ns_inode(pid, "mnt"), docroot, names, "-")
+
+
+def _plan_file(uid: int, token: str) -> str:
+    return f"{paths.VIEWS}/{uid}/{token}.plan"
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
+def _write(path: str, text: str) -> None:
+    with open(f"{path}.tmp", "w", encoding="utf-8") as f:
+        f.write(text)
+    os.rename(f"{path}.tmp", path)
+
+
+def _kill_holder(h: Holder) -> None:
+    """SIGKILL a holder: its PID namespace (every process of the view) dies."""
+    try:
+        fd = os.pidfd_open(h.pid)
+    except ProcessLookupError:
+        return
+    try:
+        if index.starttime(h.pid) == h.starttime:
+            signal.pidfd_send_signal(fd, signal.SIGKILL)
+    finally:
+        os.close(fd)
+
+
+def _retire_holder(h: Holder) -> None:
+    try:
+        fd = os.pidfd_open(h.pid)
+    except ProcessLookupError:
+        return
+    try:
+        if index.starttime(h.pid) == h.starttime:
+            signal.pidfd_send_signal(fd, signal.SIGUSR1)
+    finally:
+        os.close(fd)
+
+
+def _hides(old_plan: str, new_plan: str) -> bool:
+    """Does the new view hide anything the old one showed?"""
+    def parts(text: str) -> tuple[set[str], set[str]]:
+        shown, masked = set(), set()
+        for line in text.splitlines():
+            f = line.split("\t")
+            if f[0] == "clone" and f[3] == "user":
+                shown.add(f[2])
+            elif f[0] in ("mask", "tmpfs"):
+                masked.add(f[1])
+        return shown, masked
+    old_shown, old_masked = parts(old_plan)
+    new_shown, new_masked = parts(new_plan)
+    lost = {p for p in old_shown if not any(inside(p, q) for q in new_shown)}
+    return bool(lost or (new_masked - old_masked))
+
+
+def converge(st: State, cfg: Config, users: list[str] | None = None,
+             rebuild: bool = False) -> None:
+    """Make views, holders and the index match the recorded state."""
+    index.ensure_run_dirs()
+    owners = {s.owner for s in st.sites.values()}
+    indexed = set(index.known_uids())
+    targets: dict[int, str | None] = {}
+    for name in owners:
+        try:
+            targets[pwd.getpwnam(name).pw_uid] = name
+        except KeyError:
+            continue
+    for uid in indexed:
+        targets.setdefault(uid, None)
+    for uid, name in sorted(targets.items()):
+        only = users is not None and name not in users
+        converge_user(st, cfg, uid, name, rebuild=rebuild and not only)
+
+
+def converge_user(st: State, cfg: Config, uid: int, name: str | None,
+                  rebuild: bool = False) -> None:
+    old = index.read(uid)
+    old_by_token = {h.token: h for h in old if h.kind == "site"}
+    retired = [h for h in old if h.kind == "retired" and h.alive()]
+    old_cage = next((h for h in old if h.kind == "cage"), None)
+    sites = st.sites_of(name) if name else []
+    if not sites:
+        for h in old:
+            _end_site_processes(cfg, uid, h)
+        index.remove(uid)
+        lifecycle.remove_cgroup_tree(user_cgroup(cfg, uid))
+        return
+    acct = accounts.lookup(name or "", cfg)
+    _storage(acct, ".cagefs", CAGE_STORAGE)
+    passwd, group = _identity(acct, cfg)
+    hosting_homes = tuple(a.home for a in accounts.hosting_accounts(cfg))
+    inputs = site_inputs(st, acct, cfg)
+    ucg = user_cgroup(cfg, uid)
+    new: list[Holder] = []
+    to_kill: list[Holder] = []
+    to_retire: list[Holder] = []
+    base = dict(user=acct.name, uid=acct.uid, gid=acct.gid, home=acct.home,
+                hosting_homes=hosting_homes, home_entries=_home_entries(acct),
+                passwd=passwd, group=group, existing=_existing())
+
+    # The user cage.
+    cage_store = f"{acct.home}/.cagefs"
+    cage_in = CageInput(cgroup=f"{ucg}/cage", storage=Storage(
+        f"{cage_store}/tmp", f"{cage_store}/var-tmp", f"{cage_store}/shm",
+        f"{cage_store}/sessions"), **base)  # type: ignore[arg-type]
+    lifecycle.ensure_cgroup(cage_in.cgroup)
+    text = render(cage_plan(cage_in))
+    pf = _plan_file(uid, "cage")
+    if old_cage and old_cage.alive() and _read(pf) == text and not rebuild:
+        new.append(old_cage)
+    else:
+        new.append(start_holder(text, "cage", "-"))
+        _write(pf, text)
+        if old_cage:
+            to_retire.append(old_cage)
+
+    for s in inputs:
+        _storage(acct, f".cagefs/websites/{s.token}", SITE_STORAGE)
+        store = f"{acct.home}/.cagefs/websites/{s.token}"
+        cin = CageInput(cgroup=f"{ucg}/site-{s.token}", storage=Storage(
+            f"{store}/tmp", f"{store}/var-tmp", f"{store}/shm", f"{store}/sessions",
+            f"{store}/cache"), **base)  # type: ignore[arg-type]
+        lifecycle.ensure_cgroup(cin.cgroup)
+        text = render(site_plan(cin, s, inputs))
+        pf = _plan_file(uid, s.token)
+        prev = old_by_token.get(s.token)
+        names = ",".join(s.names)
+        if prev and prev.alive() and _read(pf) == text and not rebuild:
+            new.append(Holder("site", s.token, prev.pid, prev.starttime, prev.pidns,
+                              prev.mntns, s.docroot, names, prev.ini_dir))
+            continue
+        holder = start_holder(text, "site", s.token, s.docroot, names)
+        new.append(holder)
+        if prev and prev.alive():
+            (to_kill if _hides(_read(pf), text) else to_retire).append(prev)
+        _write(pf, text)
+
+    gone = [h for t, h in old_by_token.items() if t not in {s.token for s in inputs}]
+    keep_retired = [Holder("retired", *_fields(h)) for h in (*retired, *to_retire)
+                    if h.kind != "cage"]
+    index.write(uid, new + keep_retired)
+    for h in to_kill:
+        _kill_holder(h)
+    for h in to_retire:
+        _retire_holder(h)
+    for h in gone:
+        _end_site_processes(cfg, uid, h)
+
+
+def _fields(h: Holder) -> tuple[str, int, int, int, int, str, str, str]:
+    return (h.token, h.pid, h.starttime, h.pidns, h.mntns, h.docroot, h.names,
+            h.ini_dir)
+
+
+def _end_site_processes(cfg: Config, uid: int, h: Holder) -> None:
+    """A site no longer isolated: end its processes, its holder, its cgroup."""
+    if h.kind == "cage":
+        _kill_holder(h)
+        lifecycle.remove_cgroup_tree(f"{user_cgroup(cfg, uid)}/cage")
+        return
+    path = f"{user_cgroup(cfg, uid)}/site-{h.token}"
+    if os.path.isdir(path):
+        lifecycle.kill_cgroup(path, cfg.grace_seconds)
+    _kill_holder(h)
+    lifecycle.remove_cgroup_tree(path)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(_plan_file(uid, h.token))

@@ -1,0 +1,277 @@
+"""SPEC §2 end to end through the installed cagefsctl, inside the sandbox."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import ALLOW_ALL, ALLOWED, DENIED, DENY_ALL, FLAG
+
+pytestmark = pytest.mark.kernel
+
+
+def ok(sbx, *args):
+    r = sbx.cagefsctl(*args)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == ""
+    return r.stdout
+
+
+def fails(sbx, *args, code=1):
+    r = sbx.cagefsctl(*args)
+    assert r.returncode == code, (r.stdout, r.stderr)
+    return r.stderr.strip()
+
+
+def state(sbx):
+    """The recorded state as the seed's paths show it."""
+    def ls(d):
+        r = sbx.run(["ls", "-1", d], check=False)
+        return sorted(r.stdout.split()) if r.returncode == 0 else None
+    return {
+        "flag": sbx.exists(FLAG),
+        "allow_all": sbx.exists(ALLOW_ALL),
+        "deny_all": sbx.exists(DENY_ALL),
+        "denied": ls(DENIED),
+        "allowed": ls(ALLOWED),
+    }
+
+
+# ---- messages -----------------------------------------------------------
+
+def test_allow_all_message_and_state(server):
+    assert ok(server, "--site-isolation-allow-all") == \
+        "Website isolation was allowed for all users.\n"
+    assert state(server) == {"flag": True, "allow_all": True, "deny_all": False,
+                             "denied": [], "allowed": []}
+
+
+def test_deny_all_message_and_state(server):
+    ok(server, "--site-isolation-allow-all")
+    assert ok(server, "--site-isolation-deny-all") == \
+        "Website isolation was denied for all users.\n"
+    s = state(server)
+    assert (s["flag"], s["allow_all"], s["deny_all"], s["allowed"]) == \
+        (False, False, True, [])
+
+
+def test_allow_users_message_normalized_and_deduplicated(server):
+    assert ok(server, "--site-isolation-allow", "john", "jane", "john") == \
+        "Website isolation was allowed for user(s): john, jane\n"
+    s = state(server)
+    assert s["flag"] and s["deny_all"] and not s["allow_all"]
+    assert s["allowed"] == ["jane", "john"]
+
+
+def test_deny_user_message(server):
+    ok(server, "--site-isolation-allow-all")
+    assert ok(server, "--site-isolation-deny", "john") == \
+        "Website isolation was denied for user(s): john\n"
+    assert state(server)["denied"] == ["john"]
+
+
+def test_toggle_mode_messages(server):
+    assert ok(server, "--site-isolation-toggle-mode") == \
+        "Website isolation user mode toggled to 'allow_all'.\n"
+    assert state(server)["flag"]
+    assert ok(server, "--site-isolation-toggle-mode") == \
+        "Website isolation user mode toggled to 'deny_all'.\n"
+    assert ok(server, "--site-isolation-toggle-mode") == \
+        "Website isolation user mode toggled to 'allow_all'.\n"
+
+
+def test_list_when_nothing_isolated(server):
+    assert ok(server, "--site-isolation-list") == \
+        "No users with enabled Website isolation\n"
+    assert json.loads(ok(server, "--site-isolation-list", "--json")) == {"users": {}}
+
+
+def test_regenerate_and_remount_messages(server):
+    ok(server, "--site-isolation-allow-all")
+    assert ok(server, "--site-isolation-regenerate", "john", "jane") == \
+        "Regenerated configuration website isolation for users:\njohn\njane\n"
+    assert ok(server, "--remount", "john") == \
+        "Remounted website isolation for user(s): john\n"
+    assert ok(server, "--remount-all") == \
+        "Remounted website isolation for all users.\n"
+
+
+# ---- errors ---------------------------------------------------------------
+
+def test_non_root_is_refused(server):
+    for args in (["--site-isolation-allow-all"], ["--site-isolation-list"],
+                 ["--site-isolation-enable", "example.com"]):
+        r = server.cagefsctl(*args, user="john")
+        assert r.returncode == 1
+        assert r.stderr.strip() == "This command must be run as root"
+    assert not state(server)["flag"]
+
+
+@pytest.mark.parametrize("args", [
+    [], ["--site-isolation-allow"], ["--site-isolation-enable"],
+    ["--site-isolation-allow-all", "--site-isolation-deny-all"],
+    ["--site-isolation-allow-all", "extra"], ["--no-such-option"],
+    ["--remount"],
+])
+def test_usage_errors_exit_2_and_change_nothing(server, args):
+    before = state(server)
+    r = server.cagefsctl(*args)
+    assert r.returncode == 2
+    assert "usage:" in r.stderr
+    assert state(server) == before
+
+
+def test_unknown_user(server):
+    assert fails(server, "--site-isolation-allow", "nosuch") == \
+        "User nosuch does not exist"
+    assert not state(server)["flag"]
+
+
+def test_user_below_min_uid(server):
+    assert fails(server, "--site-isolation-allow", "sysacct") == \
+        "User sysacct is not a hosting account"
+
+
+def test_several_users_checked_before_any_change(server):
+    assert fails(server, "--site-isolation-allow", "john", "nosuch") == \
+        "User nosuch does not exist"
+    assert state(server) == {"flag": False, "allow_all": False, "deny_all": False,
+                             "denied": None, "allowed": None}
+
+
+def test_bad_user_name_is_refused(server):
+    err = fails(server, "--site-isolation-allow", "../../etc")
+    assert err
+    assert not state(server)["flag"]
+
+
+# ---- command × state -------------------------------------------------------
+
+def _not_initialized(sbx):
+    pass
+
+
+def _flag_present(sbx):
+    ok(sbx, "--site-isolation-allow-all")
+
+
+def _flag_absent_mode_set(sbx):
+    ok(sbx, "--site-isolation-allow-all")
+    ok(sbx, "--site-isolation-deny-all")
+
+
+STATES = {"not-initialized": _not_initialized, "flag-present": _flag_present,
+          "flag-absent-mode-set": _flag_absent_mode_set}
+
+
+@pytest.mark.parametrize("start", list(STATES))
+def test_allow_all_in_every_state(server, start):
+    STATES[start](server)
+    ok(server, "--site-isolation-allow-all")
+    s = state(server)
+    assert s["flag"] and s["allow_all"] and not s["deny_all"]
+    assert s["denied"] is not None and s["allowed"] is not None
+
+
+@pytest.mark.parametrize("start", list(STATES))
+def test_deny_all_in_every_state(server, start):
+    STATES[start](server)
+    ok(server, "--site-isolation-deny-all")
+    s = state(server)
+    assert not s["flag"] and s["deny_all"] and not s["allow_all"]
+    assert not s["allowed"]
+
+
+def test_allow_all_keeps_lists_when_flag_present(server):
+    ok(server, "--site-isolation-allow-all")
+    ok(server, "--site-isolation-deny", "jane")
+    ok(server, "--site-isolation-toggle-mode")
+    ok(server, "--site-isolation-allow-all")
+    assert state(server)["denied"] == ["jane"]
+
+
+@pytest.mark.parametrize("start", list(STATES))
+def test_allow_user_in_every_state(server, start):
+    STATES[start](server)
+    ok(server, "--site-isolation-allow", "john")
+    s = state(server)
+    assert s["flag"]
+    if start == "flag-present":      # allow_all: john removed from denied
+        assert s["allow_all"] and "john" not in s["denied"]
+    else:                             # as not initialized: deny_all, john allowed
+        assert s["deny_all"] and s["allowed"] == ["john"]
+
+
+def test_allow_user_in_allow_all_removes_from_denied(server):
+    ok(server, "--site-isolation-allow-all")
+    ok(server, "--site-isolation-deny", "john", "jane")
+    ok(server, "--site-isolation-allow", "john")
+    assert state(server)["denied"] == ["jane"]
+
+
+@pytest.mark.parametrize("start", ["not-initialized", "flag-absent-mode-set"])
+def test_deny_user_without_flag_is_an_error(server, start):
+    STATES[start](server)
+    before = state(server)
+    assert fails(server, "--site-isolation-deny", "john") == \
+        "Website isolation is not enabled"
+    assert state(server) == before
+
+
+def test_deny_user_in_deny_all_removes_from_allowed(server):
+    ok(server, "--site-isolation-allow", "john", "jane")
+    ok(server, "--site-isolation-deny", "john")
+    assert state(server)["allowed"] == ["jane"]
+
+
+@pytest.mark.parametrize("start", list(STATES))
+def test_toggle_mode_in_every_state(server, start):
+    STATES[start](server)
+    before = state(server)
+    out = ok(server, "--site-isolation-toggle-mode")
+    s = state(server)
+    if start == "not-initialized":
+        assert out.endswith("'allow_all'.\n") and s["flag"] and s["allow_all"]
+    elif start == "flag-present":
+        assert s["deny_all"] and s["flag"]
+        assert (s["denied"], s["allowed"]) == (before["denied"], before["allowed"])
+    else:
+        assert s["allow_all"] and not s["flag"]
+
+
+@pytest.mark.parametrize("start", ["not-initialized", "flag-absent-mode-set"])
+def test_enable_without_flag_is_an_error(server, start):
+    STATES[start](server)
+    assert fails(server, "--site-isolation-enable", "example.com") == \
+        "Website isolation is not enabled"
+
+
+def test_enable_for_a_denied_user_is_refused(server):
+    ok(server, "--site-isolation-allow", "jane")
+    assert fails(server, "--site-isolation-enable", "example.com") == \
+        "Website isolation is not allowed for user john"
+    assert ok(server, "--site-isolation-list") == \
+        "No users with enabled Website isolation\n"
+
+
+def test_enable_unknown_domain(server):
+    ok(server, "--site-isolation-allow-all")
+    assert fails(server, "--site-isolation-enable", "nosuch.example") == \
+        "Please specify existing domain name and try again"
+
+
+def test_enable_bad_domain_name_changes_nothing(server):
+    ok(server, "--site-isolation-allow-all")
+    err = fails(server, "--site-isolation-enable", "example.com", "../../etc")
+    assert err
+    assert ok(server, "--site-isolation-list") == \
+        "No users with enabled Website isolation\n"
+
+
+@pytest.mark.parametrize("start", list(STATES))
+def test_list_regenerate_remount_work_in_every_state(server, start):
+    STATES[start](server)
+    ok(server, "--site-isolation-list")
+    ok(server, "--site-isolation-regenerate", "john")
+    ok(server, "--remount", "john")
+    ok(server, "--remount-all")
