@@ -100,11 +100,12 @@ def _run(argv: list[str], timeout: float, max_output: int) -> _Run:
                 sel.register(fd, selectors.EVENT_READ)
             try:
                 pidfd = os.pidfd_open(proc.pid)
-                sel.register(pidfd, selectors.EVENT_READ)
             except (AttributeError, OSError):
                 # Limitation: without pidfd_open (Linux < 5.3) the exit is
-                # polled every 50 ms while the pipes are open.
+                # polled every 50 ms.
                 pidfd = -1
+            if pidfd >= 0:
+                sel.register(pidfd, selectors.EVENT_READ)
             open_fds = {out_fd, err_fd}
             exited = False
             grace_end: float | None = None

@@ -352,11 +352,13 @@ def answering(tmp_path: Path, answer: Path | str, name: str = "domains") -> str:
     """A script that records its arguments and prints answer (a file or text)."""
     args = tmp_path / f"{name}.args"
     if isinstance(answer, Path):
-        body = f'printf "%s\\n" "$@" > "{args}"\ncat "{answer}"\n'
+        body = (
+            f'for a in "$@"; do printf "%s\\n" "$a"; done > "{args}"\ncat "{answer}"\n'
+        )
     else:
         src = tmp_path / f"{name}.answer"
         src.write_text(answer)
-        body = f'printf "%s\\n" "$@" > "{args}"\ncat "{src}"\n'
+        body = f'for a in "$@"; do printf "%s\\n" "$a"; done > "{args}"\ncat "{src}"\n'
     return str(write_script(tmp_path, name, body))
 
 
@@ -758,3 +760,15 @@ def test_get_panel_detects_and_obeys_configuration(tmp_path: Path) -> None:
     assert get_panel(Config(panel="cpanel"), **where).name == "cpanel"
     with pytest.raises(PanelError):
         get_panel(Config(panel="plesk"), **where)
+
+
+def test_integration_works_without_pidfd_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delattr(os, "pidfd_open", raising=False)
+    ok_script = answering(tmp_path, ok({}))
+    assert integration(tmp_path, domains=ok_script).domains() == {}
+    hang = write_script(tmp_path, "hang", "exec >&- 2>&-\nsleep 1000\n")
+    with pytest.raises(PanelError) as e:
+        integration(tmp_path, timeout=0.3, domains=str(hang)).domains()
+    assert "did not finish within 0.3 s" in e.value.message

@@ -1,0 +1,1 @@
+"""Services around the sites: web server tier, daemon, cron, hooks."""

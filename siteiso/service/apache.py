@@ -1,0 +1,194 @@
+"""The web server tier (SPEC §8): handler wrappers and vhost includes.
+
+For each isolated site siteiso writes, as root and through descriptors in
+the user's (hostile) home:
+
+- `~/.cagefs/wrappers/<token>/php-cgi` and `php-fcgi`: user-owned wrappers
+  for suexec (suexec insists the program belongs to the vhost's user); they
+  run the setuid entry in handler mode, which takes the site from the
+  token, checks DOCUMENT_ROOT and the script against the index, and runs
+  php-cgi in the site's view. `~/.cagefs` is hidden in every view, so no
+  site can see or change a wrapper.
+- an include per domain for the vhost (`<include_dir>/<domain>.conf`):
+  suexec user, the handler, `Options -FollowSymLinks -SymLinksIfOwnerMatch`,
+  and for a site nested in another's docroot `AllowOverride None` on the
+  parent directories so the parent's .htaccess does not apply to it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+
+from siteiso import paths, sysapi
+from siteiso.accounts import Account
+from siteiso.plan.sites import inside
+from siteiso.service.layout import Layout
+
+WRAPPERS = ".cagefs/wrappers"
+HANDLERS = ("cgi", "fcgid", "fpm")
+# What .htaccess files of an isolated site may override: no Options (that
+# would turn FollowSymLinks back on).
+ALLOW_OVERRIDE = "AuthConfig FileInfo Indexes Limit"
+
+
+def wrapper_dir(acct: Account, token: str) -> str:
+    return f"{acct.home}/{WRAPPERS}/{token}"
+
+
+def _wrapper_text(token: str, php_cgi: str) -> str:
+    return ("#!/bin/sh\n"
+            "# siteiso: runs PHP in this site's view (written by root; "
+            "changes are overwritten)\n"
+            f"exec {paths.ENTRY} handler {token} {php_cgi} \"$@\"\n")
+
+
+def write_wrappers(acct: Account, token: str, layout: Layout) -> None:
+    """Create the site's wrappers as root without following anything."""
+    home_fd = sysapi.open_home(acct.home, acct.uid)
+    try:
+        for rel, mode in ((".cagefs", 0o711), (WRAPPERS, 0o711),
+                          (f"{WRAPPERS}/{token}", 0o755)):
+            fd = sysapi.ensure_dir_beneath(home_fd, rel, acct.uid, acct.gid, mode)
+            # suexec refuses a directory writable by others; the web server
+            # must be able to reach the wrapper.
+            os.chmod(f"/proc/self/fd/{fd}", mode)
+            last = fd
+            if rel != f"{WRAPPERS}/{token}":
+                os.close(fd)
+        try:
+            for name in ("php-cgi", "php-fcgi"):
+                _write_file(last, name, _wrapper_text(token, layout.php_cgi),
+                            acct.uid, acct.gid)
+        finally:
+            os.close(last)
+    finally:
+        os.close(home_fd)
+
+
+def _write_file(dir_fd: int, name: str, text: str, uid: int, gid: int) -> None:
+    tmp = f".{name}.new"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp, dir_fd=dir_fd)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                 | os.O_CLOEXEC, 0o755, dir_fd=dir_fd)
+    try:
+        os.write(fd, text.encode())
+        os.fchown(fd, uid, gid)
+        os.fchmod(fd, 0o755)
+    finally:
+        os.close(fd)
+    os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+
+
+def remove_wrappers(acct: Account, token: str) -> None:
+    home_fd = sysapi.open_home(acct.home, acct.uid)
+    try:
+        try:
+            fd = sysapi.open_beneath(home_fd, f"{WRAPPERS}/{token}", want="dir",
+                                     uid=acct.uid)
+        except Exception:  # noqa: BLE001 - nothing (safe) to remove
+            return
+        try:
+            for name in ("php-cgi", "php-fcgi", ".php-cgi.new", ".php-fcgi.new"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(name, dir_fd=fd)
+        finally:
+            os.close(fd)
+        parent = sysapi.open_beneath(home_fd, WRAPPERS, want="dir", uid=acct.uid)
+        try:
+            with contextlib.suppress(OSError):
+                os.rmdir(token, dir_fd=parent)
+        finally:
+            os.close(parent)
+    finally:
+        os.close(home_fd)
+
+
+def include_text(acct: Account, token: str, docroot: str, handler: str,
+                 all_docroots: list[str], layout: Layout,
+                 fpm_socket: str = "") -> str:
+    wdir = wrapper_dir(acct, token)
+    lines = [
+        "# siteiso: this site is isolated; generated, do not edit.",
+        "<IfModule mod_suexec.c>",
+        f"    SuexecUserGroup {acct.name} {acct.name}",
+        "</IfModule>",
+    ]
+    if handler == "cgi":
+        lines += [
+            f'ScriptAlias /.siteiso-php/ "{wdir}/"',
+            f'<Directory "{wdir}">',
+            "    Options +ExecCGI -Indexes",
+            "    AllowOverride None",
+            "    Require all granted",
+            "</Directory>",
+            "AddHandler application/x-httpd-php .php",
+            "Action application/x-httpd-php /.siteiso-php/php-cgi",
+        ]
+    elif handler == "fcgid":
+        lines += [
+            "<IfModule mod_fcgid.c>",
+            f'    <Directory "{docroot}">',
+            "        AddHandler fcgid-script .php",
+            f'        FcgidWrapper "{wdir}/php-fcgi" .php',
+            "        Options +ExecCGI",
+            "    </Directory>",
+            "</IfModule>",
+        ]
+    elif handler == "fpm":
+        lines += [
+            '<FilesMatch "\\.php$">',
+            f'    SetHandler "proxy:unix:{fpm_socket}|fcgi://siteiso-{token}/"',
+            "</FilesMatch>",
+        ]
+    lines += [
+        f'<Directory "{docroot}">',
+        "    Options -FollowSymLinks -SymLinksIfOwnerMatch",
+        f"    AllowOverride {ALLOW_OVERRIDE}",
+        "</Directory>",
+    ]
+    # A site nested in another site's docroot: the parents' .htaccess files
+    # must not reach it.
+    parents = sorted({d for d in all_docroots if d != docroot and inside(docroot, d)})
+    for parent in parents:
+        lines += [f'<Directory "{parent}">', "    AllowOverride None", "</Directory>"]
+    if parents:
+        lines += [f'<Directory "{docroot}">', f"    AllowOverride {ALLOW_OVERRIDE}",
+                  "</Directory>"]
+    return "\n".join(lines) + "\n"
+
+
+def write_include(path: str, text: str) -> bool:
+    """Write an include; True when it changed."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            if f.read() == text:
+                return False
+    except FileNotFoundError:
+        pass
+    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+    with open(f"{path}.new", "w", encoding="utf-8") as f:
+        f.write(text)
+    os.rename(f"{path}.new", path)
+    return True
+
+
+def remove_include(path: str) -> bool:
+    try:
+        os.unlink(path)
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def reload(layout: Layout) -> None:
+    """Graceful reload when Apache runs here; nothing when it does not."""
+    pidfiles = ("/run/apache2/apache2.pid", "/run/httpd/httpd.pid",
+                "/var/run/apache2/apache2.pid")
+    if not any(os.path.exists(p) for p in pidfiles):
+        return
+    ctl = "apache2ctl" if layout.name == "debian" else "apachectl"
+    subprocess.run([ctl, "-k", "graceful"], check=False, capture_output=True,
+                   timeout=60)

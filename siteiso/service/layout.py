@@ -1,0 +1,76 @@
+"""Distribution differences, in one place, chosen by detection.
+
+Debian/Ubuntu and EL (AlmaLinux, CloudLinux, Rocky) lay out Apache,
+suexec, php-fpm and cron differently; cPanel adds its own include tree.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Layout:
+    name: str
+    apache_bin: str
+    apache_conf_dir: str
+    apache_user: str
+    apache_group: str
+    suexec: str
+    suexec_docroot_file: str   # suexec-custom's config ("" where compiled in)
+    include_dir: str           # where siteiso writes per-site vhost includes
+    php_cgi: str
+    php_fpm: str
+    cron_spool: str
+    unit_dir: str
+
+    def include_for(self, user: str, domain: str) -> str:
+        if self.name == "cpanel":
+            return (f"{self.include_dir}/std/2_4/{user}/{domain}/"
+                    "siteiso.conf")
+        return f"{self.include_dir}/{domain}.conf"
+
+
+def _first(pattern: str, default: str) -> str:
+    found = sorted(glob.glob(pattern))
+    return found[-1] if found else default
+
+
+DEBIAN = Layout(
+    name="debian", apache_bin="/usr/sbin/apache2", apache_conf_dir="/etc/apache2",
+    apache_user="www-data", apache_group="www-data",
+    suexec="/usr/lib/apache2/suexec",
+    suexec_docroot_file="/etc/apache2/suexec/www-data",
+    include_dir="/etc/apache2/siteiso", php_cgi="/usr/bin/php-cgi",
+    php_fpm="/usr/sbin/php-fpm", cron_spool="/var/spool/cron/crontabs",
+    unit_dir="/etc/systemd/system")
+
+EL = Layout(
+    name="el", apache_bin="/usr/sbin/httpd", apache_conf_dir="/etc/httpd",
+    apache_user="apache", apache_group="apache", suexec="/usr/sbin/suexec",
+    suexec_docroot_file="", include_dir="/etc/httpd/conf.d/siteiso",
+    php_cgi="/usr/bin/php-cgi", php_fpm="/usr/sbin/php-fpm",
+    cron_spool="/var/spool/cron", unit_dir="/etc/systemd/system")
+
+CPANEL = Layout(
+    name="cpanel", apache_bin="/usr/sbin/httpd", apache_conf_dir="/etc/apache2",
+    apache_user="nobody", apache_group="nobody", suexec="/usr/sbin/suexec",
+    suexec_docroot_file="", include_dir="/etc/apache2/conf.d/userdata",
+    php_cgi="/usr/local/bin/php-cgi",
+    php_fpm="/opt/cpanel/ea-php82/root/usr/sbin/php-fpm",
+    cron_spool="/var/spool/cron", unit_dir="/etc/systemd/system")
+
+
+def detect(root: str = "/") -> Layout:
+    def has(p: str) -> bool:
+        return os.path.exists(os.path.join(root, p.lstrip("/")))
+    if has("/usr/local/cpanel/version"):
+        return CPANEL
+    if has("/etc/debian_version"):
+        return Layout(**{**DEBIAN.__dict__,
+                         "php_fpm": _first("/usr/sbin/php-fpm*", DEBIAN.php_fpm)})
+    if has("/etc/redhat-release"):
+        return EL
+    return DEBIAN

@@ -1,0 +1,64 @@
+"""A command killed at any step leaves the old or the new recorded state, and
+the next command converges (SPEC §2 "Atomicity")."""
+
+from __future__ import annotations
+
+import pytest
+from test_admin_commands import ok, state
+
+from siteiso.state.store import FAULT_POINTS
+
+pytestmark = pytest.mark.kernel
+
+STATE = "/var/lib/siteiso/state.json"
+
+SCENARIOS = {
+    # name: (set-up commands, the command that is killed)
+    "allow-all": ([], ["--site-isolation-allow-all"]),
+    "enable": ([["--site-isolation-allow-all"]],
+               ["--site-isolation-enable", "example.com", "blog.example.org"]),
+    "disable": ([["--site-isolation-allow-all"],
+                 ["--site-isolation-enable", "example.com"]],
+                ["--site-isolation-disable", "example.com"]),
+    "deny-all": ([["--site-isolation-allow-all"],
+                  ["--site-isolation-enable", "blog.example.org"]],
+                 ["--site-isolation-deny-all"]),
+}
+
+
+def read_state(sbx) -> str | None:
+    r = sbx.run(["cat", STATE], check=False)
+    return r.stdout if r.returncode == 0 else None
+
+
+@pytest.mark.parametrize("point", FAULT_POINTS)
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_killed_command_leaves_old_or_new_state(server, scenario, point):
+    setup, cmd = SCENARIOS[scenario]
+    for args in setup:
+        ok(server, *args)
+    old = read_state(server)
+    r = server.run(["cagefsctl", *cmd], check=False,
+                   env={"SITEISO_FAULT": point})
+    assert r.returncode in (-9, 137), (r.returncode, r.stdout, r.stderr)
+    after_crash = read_state(server)
+    # The command again, without the fault: it converges.
+    out = ok(server, *cmd)
+    assert out.startswith("Website isolation was")
+    final = read_state(server)
+    assert after_crash in (old, final)
+    # Mirrors agree with the recorded state after convergence.
+    s = state(server)
+    if scenario == "deny-all":
+        assert not s["flag"] and s["deny_all"]
+    else:
+        assert s["flag"] and s["allow_all"]
+    listing = ok(server, "--site-isolation-list")
+    if scenario == "enable":
+        assert "blog.example.org" in listing and "example.com" in listing
+        for site in ("example.com", "blog.example.org"):
+            r = server.run(["cagefs_enter_site", site, "true"], user="john",
+                           check=False)
+            assert r.returncode == 0, r.stderr
+    if scenario in ("disable", "deny-all"):
+        assert listing == "No users with enabled Website isolation\n"
