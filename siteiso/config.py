@@ -30,6 +30,8 @@ class Config:
     # Where siteiso's cgroup tree lives; empty = detect (cgroup2 mount).
     cgroup_root: str = ""
     web_group: str = "www-data"
+    # PHP handler of isolated sites' vhost includes: cgi | fcgid | fpm
+    handler: str = "cgi"
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -60,6 +62,7 @@ def load(path: str = paths.CONF) -> Config:
             grace_seconds=s.getfloat("grace_seconds", 3.0),
             cgroup_root=s.get("cgroup_root", "").strip(),
             web_group=s.get("web_group", "www-data").strip(),
+            handler=s.get("handler", "cgi").strip(),
         )
     except ValueError as e:
         raise SiteisoError(f"bad value in {path}: {e}") from e
@@ -67,6 +70,11 @@ def load(path: str = paths.CONF) -> Config:
         raise SiteisoError(
             f"bad value in {path}: home = {cfg.home_mode!r}, "
             f"expected one of {', '.join(HOME_MODES)}"
+        )
+    if cfg.handler not in ("cgi", "fcgid", "fpm"):
+        raise SiteisoError(
+            f"bad value in {path}: handler = {cfg.handler!r}, "
+            "expected cgi, fcgid or fpm"
         )
     if cfg.panel not in ("auto", "embedded", "integration", "cpanel"):
         raise SiteisoError(

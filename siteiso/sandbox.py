@@ -286,3 +286,66 @@ def host_snapshot() -> dict[str, object]:
         for dirpath, _dirs, _files in os.walk(base):
             cgroups.append(dirpath)
     return {"mounts": mounts, "passwd": passwd, "cgroups": sorted(cgroups)}
+
+
+# ---- a real Apache inside the sandbox ---------------------------------------
+
+VHOST = """<VirtualHost *:80>
+    ServerName {domain}
+    DocumentRoot {docroot}
+    SuexecUserGroup {user} {user}
+    # The panel's own (non-isolated) PHP: suexec + a user wrapper + php-cgi.
+    ScriptAlias /php-bin/ {home}/cgi-bin/
+    <Directory {home}/cgi-bin>
+        Options +ExecCGI
+        Require all granted
+    </Directory>
+    <Directory {docroot}>
+        AllowOverride All
+        Require all granted
+    </Directory>
+    AddHandler application/x-httpd-php .php
+    Action application/x-httpd-php /php-bin/php-cgi
+    # siteiso's include for this domain (present while it is isolated).
+    IncludeOptional /etc/apache2/siteiso/{domain}.conf
+</VirtualHost>
+"""
+
+
+def start_apache(sbx: Sandbox, sites: dict[str, tuple[str, str]]) -> None:
+    """Debian's Apache with suexec-custom (docroot /home), mod_cgid,
+    mod_actions, mod_fcgid and mod_proxy_fcgi, one vhost per domain, on the
+    sandbox's loopback."""
+    sbx.sh("update-alternatives --quiet --set suexec /usr/lib/apache2/suexec-custom"
+           " && printf '/home\\npublic_html\\n' > /etc/apache2/suexec/www-data"
+           " && a2enmod -q suexec actions cgid fcgid proxy_fcgi >/dev/null"
+           " && a2dissite -q 000-default >/dev/null"
+           " && echo 'ServerName localhost' > /etc/apache2/conf-enabled/name.conf")
+    # As on cPanel servers: homes allow .htaccess overrides and symlinks.
+    sbx.write("/etc/apache2/conf-enabled/homes.conf",
+              "<Directory /home>\n    Options FollowSymLinks\n"
+              "    AllowOverride All\n    Require all granted\n</Directory>\n")
+    for user in {u for u, _ in sites.values()}:
+        home = sbx.users[user].home
+        sbx.make_tree(user, {f"{home}/cgi-bin/php-cgi":
+                             '#!/bin/sh\nexec /usr/bin/php-cgi "$@"\n'})
+        sbx.run(["chmod", "755", f"{home}/cgi-bin", f"{home}/cgi-bin/php-cgi"])
+    for domain, (user, docroot) in sites.items():
+        home = sbx.users[user].home
+        sbx.write(f"/etc/apache2/sites-enabled/{domain}.conf",
+                  VHOST.format(domain=domain, docroot=docroot, user=user, home=home))
+    sbx.run(["apache2ctl", "start"])
+    for _ in range(50):
+        if sbx.run(["curl", "-s", "-o", "/dev/null", "http://127.0.0.1/"],
+                   check=False).returncode == 0:
+            return
+        time.sleep(0.1)
+    raise RuntimeError("Apache did not start in the sandbox")
+
+
+def curl(sbx: Sandbox, domain: str, path: str) -> tuple[int, str]:
+    """GET http://domain/path from inside the sandbox: (status, body)."""
+    r = sbx.run(["curl", "-s", "-w", "\n%{http_code}", "-H", f"Host: {domain}",
+                 f"http://127.0.0.1{path}"], check=False)
+    body, _, code = r.stdout.rpartition("\n")
+    return int(code or 0), body

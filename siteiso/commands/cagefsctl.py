@@ -231,7 +231,11 @@ class Admin:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Flags may follow a list of names (`--site-isolation-list john --json`
+    # and `--site-isolation-list --json john` are the same request).
+    flags = [a for a in argv if a in ("--json", "--debug")]
+    args = build_parser().parse_args(flags + [a for a in argv if a not in flags])
     setup_logging(args.debug)
 
     def body() -> int:

@@ -19,6 +19,8 @@ from siteiso.errors import SiteisoError
 BIN = Path(__file__).resolve().parent.parent / "_bin"
 ADMIN_COMMANDS = ("cagefsctl", "siteiso")
 USER_COMMANDS = ("cagefsctl-user", "selectorctl", "cagefs_enter_site")
+# Shell scripts that must work inside views, where /opt/siteiso is hidden.
+COPIED = ("cagefs_enter_site",)
 UNITS = {
     "siteiso.slice": """[Unit]
 Description=siteiso: holders and per-site PHP of isolated websites
@@ -77,7 +79,11 @@ def install() -> list[str]:
             link = f"{where}/{name}"
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(link)
-            os.symlink(f"{venv_bin}/{name}", link)
+            if name in COPIED:
+                shutil.copyfile(f"{venv_bin}/{name}", link)
+                os.chmod(link, 0o755)
+            else:
+                os.symlink(f"{venv_bin}/{name}", link)
             done.append(link)
     if os.path.isdir(UNIT_DIR):
         for name, text in UNITS.items():

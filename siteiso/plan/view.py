@@ -66,6 +66,9 @@ class CageInput:
     cgroup: str                      # the cage's or site's cgroup directory
     storage: Storage
     existing: frozenset[str] = field(default=frozenset())  # system paths present
+    # System paths that are symlinks, with their (root-owned) real targets:
+    # a mask goes on the real file, never on a link.
+    real: tuple[tuple[str, str], ...] = ()
 
 
 def _mask_roots(homes: tuple[str, ...]) -> list[str]:
@@ -94,12 +97,13 @@ def _header(c: CageInput, pidns: bool) -> list[Op]:
 def _system(c: CageInput, extra_dirs: tuple[str, ...] = (),
             extra_files: tuple[str, ...] = ()) -> list[Op]:
     ops = [op("ro", "/")]
+    real = dict(c.real)
     for d in (*SYSTEM_HIDDEN_DIRS, *extra_dirs):
         if d in c.existing:
-            ops.append(op("mask", d, "dir"))
+            ops.append(op("mask", real.get(d, d), "dir"))
     for f in (*SYSTEM_HIDDEN_FILES, *extra_files):
         if f in c.existing:
-            ops.append(op("mask", f, "file"))
+            ops.append(op("mask", real.get(f, f), "file"))
     ops += [op("mask", f"/run/user/{c.uid}", "dir")] \
         if f"/run/user/{c.uid}" in c.existing else []
     return ops

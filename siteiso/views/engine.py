@@ -28,7 +28,7 @@ from siteiso.plan.sites import inside
 from siteiso.plan.view import Storage
 from siteiso.procs import lifecycle
 from siteiso.state import Site, State
-from siteiso.views import index
+from siteiso.views import index, web
 from siteiso.views.index import Holder
 
 CGROUP_FALLBACK = "/run/siteiso/cgroup"
@@ -119,6 +119,11 @@ def _identity(acct: Account, cfg: Config) -> tuple[str, str]:
 
 def _existing() -> frozenset[str]:
     return frozenset(p for p in SYSTEM_PATHS_PROBED if os.path.lexists(p))
+
+
+def _real() -> tuple[tuple[str, str], ...]:
+    return tuple((p, os.path.realpath(p)) for p in SYSTEM_PATHS_PROBED
+                 if os.path.islink(p))
 
 
 def _home_entries(acct: Account) -> tuple[str, ...]:
@@ -276,7 +281,7 @@ def converge_user(st: State, cfg: Config, uid: int, name: str | None,
     to_retire: list[Holder] = []
     base = dict(user=acct.name, uid=acct.uid, gid=acct.gid, home=acct.home,
                 hosting_homes=hosting_homes, home_entries=_home_entries(acct),
-                passwd=passwd, group=group, existing=_existing())
+                passwd=passwd, group=group, existing=_existing(), real=_real())
 
     # The user cage.
     cage_store = f"{acct.home}/.cagefs"
@@ -319,6 +324,7 @@ def converge_user(st: State, cfg: Config, uid: int, name: str | None,
     keep_retired = [Holder("retired", *_fields(h)) for h in (*retired, *to_retire)
                     if h.kind != "cage"]
     index.write(uid, new + keep_retired)
+    web.converge_sites(acct, inputs, cfg, gone=[h.token for h in gone])
     for h in to_kill:
         _kill_holder(h)
     for h in to_retire:
@@ -335,9 +341,13 @@ def _fields(h: Holder) -> tuple[str, int, int, int, int, str, str, str]:
 def _end_site_processes(cfg: Config, uid: int, h: Holder) -> None:
     """A site no longer isolated: end its processes, its holder, its cgroup."""
     if h.kind == "cage":
+        path = f"{user_cgroup(cfg, uid)}/cage"
         _kill_holder(h)
-        lifecycle.remove_cgroup_tree(f"{user_cgroup(cfg, uid)}/cage")
+        if os.path.isdir(path):
+            lifecycle.kill_cgroup(path, 0)
+        lifecycle.remove_cgroup_tree(path)
         return
+    web.forget_site(uid, h)
     path = f"{user_cgroup(cfg, uid)}/site-{h.token}"
     if os.path.isdir(path):
         lifecycle.kill_cgroup(path, cfg.grace_seconds)

@@ -1,0 +1,111 @@
+"""PHP of one site, served by a real Apache (suexec + CGI), cannot reach its
+siblings once isolated (SPEC §8, §4)."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.web
+
+A, NESTED, B, JANE = "a.example", "nested.example", "b.example", "jane.example"
+B_SECRET = "/home/john/b.example/www/wp-config.php"
+NESTED_SECRET = "/home/john/public_html/nested/wp-config.php"
+
+
+def enable(sbx, *domains):
+    r = sbx.cagefsctl("--site-isolation-allow-all")
+    assert r.returncode == 0, r.stderr
+    r = sbx.cagefsctl("--site-isolation-enable", *domains)
+    assert r.returncode == 0, r.stderr
+
+
+def test_before_isolation_a_sibling_reads_everything(web):
+    # The threat is real: without isolation a.example reads b's secrets.
+    assert web.probe(A, "read", B_SECRET)["ok"]
+    assert web.probe(A, "read", NESTED_SECRET)["ok"]
+    assert web.probe(A, "read", "/home/john/b.example/.env")["ok"]
+
+
+def test_isolated_sites_cannot_read_list_or_include_siblings(web):
+    enable(web.sbx, A, NESTED, B)
+    for op in ("read", "include"):
+        for target in (B_SECRET, NESTED_SECRET, "/home/john/b.example/.env"):
+            r = web.probe(A, op, target)
+            assert not r["ok"], (op, target, r)
+        r = web.probe(B, op, "/home/john/public_html/wp-config.php")
+        assert not r["ok"], (op, r)
+        r = web.probe(NESTED, op, "/home/john/public_html/wp-config.php")
+        assert not r["ok"], (op, r)
+    for target in ("/home/john/b.example", "/home/john/b.example/www",
+                   "/home/jane", "/home/john/public_html/nested"):
+        r = web.probe(A, "list", target)
+        assert not r["ok"] or r["out"] in ([".", ".."], None), (target, r)
+
+
+def test_isolated_sites_keep_their_own_files(web):
+    enable(web.sbx, A, NESTED, B)
+    assert web.get(A, "/index.php") == (200, "hello from a.example")
+    assert web.get(NESTED, "/index.php") == (200, "hello from nested.example")
+    assert web.get(B, "/index.php") == (200, "hello from b.example")
+    assert web.probe(B, "read", "/home/john/b.example/.env")["ok"]  # app root
+    assert web.probe(A, "write", "/home/john/public_html/new.txt")["ok"]
+    assert web.probe(A, "write", "/tmp/a-tmp.txt")["ok"]
+
+
+def test_php_runs_as_the_user_in_the_sites_own_pid_namespace(web):
+    enable(web.sbx, A)
+    r = web.probe(A, "env")
+    assert r["out"]["uid"] == web.sbx.users["john"].uid
+    ps = web.probe(A, "exec", "ls /proc | grep -c '^[0-9]'")
+    assert int(ps["out"]) < 10  # only the site's own processes
+
+
+def test_tmp_and_sessions_are_per_site(web):
+    enable(web.sbx, A, B)
+    assert web.probe(B, "write", "/tmp/b-only.txt")["ok"]
+    assert not web.probe(A, "read", "/tmp/b-only.txt")["ok"]
+    web.probe(B, "session", "x")
+    r = web.probe(A, "exec", "ls -a /var/lib/php/sessions")
+    assert "siteisotest" not in (r["out"] or "")
+
+
+def test_non_isolated_sibling_keeps_working(web):
+    enable(web.sbx, A)
+    assert web.get(B, "/index.php") == (200, "hello from b.example")
+    assert web.get(JANE, "/index.php") == (200, "hello from jane.example")
+    # and b (not isolated) still reaches its own files
+    assert web.probe(B, "read", "/home/john/b.example/.env")["ok"]
+
+
+def test_symlink_planted_by_one_site_is_not_served(web):
+    web.sbx.run(["ln", "-s", B_SECRET, "/home/john/public_html/leak.txt"],
+                user="john")
+    assert "secret-of-b.example" in web.get(A, "/leak.txt")[1]  # the risk is real
+    enable(web.sbx, A, B)
+    code, body = web.get(A, "/leak.txt")
+    assert "secret-of-b.example" not in body
+    assert code in (403, 404)
+
+
+def test_htaccess_of_parent_does_not_reach_nested_site(web):
+    web.sbx.make_tree("john", {"/home/john/public_html/.htaccess":
+                               "Redirect 302 /index.php http://evil.example/\n"})
+    assert web.get(NESTED, "/index.php")[0] == 302   # the risk is real
+    enable(web.sbx, A, NESTED)
+    assert web.get(NESTED, "/index.php") == (200, "hello from nested.example")
+
+
+def test_request_for_nested_site_through_parent_vhost_fails_closed(web):
+    enable(web.sbx, A, NESTED)
+    code, body = web.get(A, "/nested/wp-config.php")
+    assert "secret-of-nested.example" not in body
+    assert code != 200
+
+
+def test_disable_restores_the_panels_handler(web):
+    enable(web.sbx, A, B)
+    assert not web.probe(A, "read", B_SECRET)["ok"]
+    r = web.sbx.cagefsctl("--site-isolation-disable", A, B)
+    assert r.returncode == 0, r.stderr
+    assert web.get(A, "/index.php") == (200, "hello from a.example")
+    assert web.probe(A, "read", B_SECRET)["ok"]
