@@ -5,18 +5,25 @@ The scanner only finds processes that were started before a site was
 isolated (so that they can be restarted); it never grants anything. Python
 (siteiso.procs) decides what to do with what it returns.
 
-Cost model: a process of another user costs one fstatat() on /proc/<pid>
-(its owner is the process's effective uid, or root when it is not dumpable).
-Only candidates get their /proc directory opened; every later read goes
-through that directory descriptor, so a pid reused mid-scan cannot mix two
-processes' data. Nothing Python is created for a process that does not match.
-The loop runs without the GIL.
+Cost model: another user's process costs its /proc directory entry and one
+fstatat() on /proc/<pid>, whose owner is the process's effective uid (the
+kernel keeps that so for the directory even for non-dumpable processes).
+Only the user's processes are read further (cwd, then the process title,
+then environ; status and stat only for a match). Nothing Python is created
+for a process that does not match, and the scan runs without the GIL.
+
+On a busy host the directory walk and the fstatat() calls are most of the
+time, about equal parts. The thread that walks /proc publishes pids as it
+reads them; up to three more threads (by the CPUs this process may use)
+examine them meanwhile, and the walker joins in when the walk is done.
 """
+
+import os
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from libc.errno cimport EINTR, ENOENT, ENOMEM, ESRCH, errno
 from libc.stdio cimport snprintf
-from libc.stdlib cimport free, malloc, realloc
+from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memchr, memcmp, memmove, memrchr
 
 
@@ -40,6 +47,8 @@ cdef extern from "<sys/stat.h>" nogil:
     ctypedef struct struct_stat "struct stat":
         unsigned int st_uid
         unsigned long long st_ino
+        unsigned long long st_nlink
+    int fstat(int fd, struct_stat *st)
     int fstatat(int dirfd, const char *path, struct_stat *st, int flags)
 
 
@@ -57,13 +66,43 @@ cdef extern from "<string.h>" nogil:
     char *strerror(int errnum)
 
 
+cdef extern from "<sched.h>" nogil:
+    int sched_yield()
+
+
+cdef extern from "<signal.h>" nogil:
+    ctypedef struct sigset_t:
+        pass
+    int sigfillset(sigset_t *set)
+    int SIG_SETMASK
+
+
+cdef extern from "<pthread.h>" nogil:
+    ctypedef unsigned long pthread_t
+    int pthread_create(pthread_t *thread, const void *attr,
+                       void *(*start)(void *) noexcept nogil, void *arg)
+    int pthread_join(pthread_t thread, void **retval)
+    int pthread_sigmask(int how, const sigset_t *set, sigset_t *old)
+
+
 cdef extern from * nogil:
     """
     #include <errno.h>
+    #include <stddef.h>
     /* readdir() tells its end from an error only through errno. */
     static inline void siteiso_clear_errno(void) { errno = 0; }
+    /* The pid queue between the /proc walker and the examining threads. */
+    static inline size_t siteiso_load(size_t *p)
+    { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+    static inline void siteiso_store(size_t *p, size_t v)
+    { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+    static inline size_t siteiso_claim(size_t *p)
+    { return __atomic_fetch_add(p, 1, __ATOMIC_RELAXED); }
     """
     void clear_errno "siteiso_clear_errno"()
+    size_t atomic_load "siteiso_load"(size_t *p)
+    void atomic_store "siteiso_store"(size_t *p, size_t v)
+    size_t atomic_claim "siteiso_claim"(size_t *p)
 
 
 # Scratch sizes. ENV_CHUNK bounds one environ entry: a longer one (no
@@ -75,6 +114,14 @@ cdef enum:
     DOCROOT_KEY_LEN = 14
     FPM_POOL_LEN = 14
     DELETED_LEN = 10
+    # The pid queue: blocks of BLOCK pids, enough blocks for PID_MAX_LIMIT
+    # (4 194 304) pids; pids are published every PUBLISH_EVERY entries.
+    BLOCK = 4096
+    MAX_BLOCKS = 1025
+    PUBLISH_EVERY = 64
+    # Below this many processes one thread is faster than starting more.
+    THREADS_FROM = 1500
+    MAX_THREADS = 4
 
 cdef const char *DOCROOT_KEY = b"DOCUMENT_ROOT="
 cdef const char *FPM_POOL = b"php-fpm: pool "
@@ -109,6 +156,25 @@ cdef struct Scratch:
     char *env                 # ENV_CHUNK
     char *small               # SMALL
     char *cwd                 # CWD_MAX
+
+
+cdef struct Queue:
+    int procfd
+    int *blocks[MAX_BLOCKS]
+    size_t published          # pids[0 .. published) may be read
+    size_t next               # the next index a thread claims
+    size_t done               # 1 once the walk is over
+
+
+cdef struct Worker:
+    Queue *queue
+    int procfd                # its own: a shared one bounces between CPUs
+    const Query *q
+    Scratch s
+    Found out
+    int err
+    pthread_t thread
+    bint started
 
 
 # ---------------------------------------------------------------- reading
@@ -163,16 +229,16 @@ cdef long long parse_starttime(const char *buf, ssize_t n) noexcept nogil:
     return -1
 
 
-cdef long long read_starttime(int dirfd, char *buf) noexcept nogil:
-    cdef ssize_t n = read_small(dirfd, "stat", buf, SMALL)
+cdef long long read_starttime(int procfd, const char *path, char *buf) noexcept nogil:
+    cdef ssize_t n = read_small(procfd, path, buf, SMALL)
     if n <= 0:
         return -1
     return parse_starttime(buf, n)
 
 
-cdef long long read_real_uid(int dirfd, char *buf) noexcept nogil:
+cdef long long read_real_uid(int procfd, const char *path, char *buf) noexcept nogil:
     """The real uid from the Uid: line of status; -1 when unreadable."""
-    cdef ssize_t n = read_small(dirfd, "status", buf, SMALL)
+    cdef ssize_t n = read_small(procfd, path, buf, SMALL)
     cdef ssize_t i = 0
     cdef long long value = 0
     if n <= 0:
@@ -224,10 +290,11 @@ cdef ssize_t longest_prefix(const char *path, size_t n,
     return best
 
 
-cdef bint cwd_matches(int dirfd, const Query *q, char *buf) noexcept nogil:
+cdef bint cwd_matches(int procfd, const char *path, const Query *q,
+                      char *buf) noexcept nogil:
     """The cwd lies in one of q.cwd, and no q.cwd_excludes path is a
     longer (deeper) match: a site nested inside another owns its subtree."""
-    cdef ssize_t n = readlinkat(dirfd, "cwd", buf, CWD_MAX)
+    cdef ssize_t n = readlinkat(procfd, path, buf, CWD_MAX)
     cdef ssize_t inside
     if n <= 0 or n >= CWD_MAX:
         return False
@@ -260,10 +327,10 @@ cdef bint env_entry_matches(const char *entry, size_t n,
     return docroot_equals(entry + DOCROOT_KEY_LEN, n - DOCROOT_KEY_LEN, docroots)
 
 
-cdef bint environ_matches(int dirfd, const Needles *docroots,
-                          char *buf) noexcept nogil:
+cdef bint environ_matches(int procfd, const char *path,
+                          const Needles *docroots, char *buf) noexcept nogil:
     """Stream /proc/<pid>/environ in chunks, entry by entry (NUL-ended)."""
-    cdef int fd = openat(dirfd, "environ", O_RDONLY | O_CLOEXEC)
+    cdef int fd = openat(procfd, path, O_RDONLY | O_CLOEXEC)
     cdef size_t have = 0
     cdef size_t start
     cdef ssize_t n
@@ -302,11 +369,11 @@ cdef bint environ_matches(int dirfd, const Needles *docroots,
     return found
 
 
-cdef bint cmdline_matches(int dirfd, const Needles *pools,
-                          char *buf) noexcept nogil:
+cdef bint cmdline_matches(int procfd, const char *path,
+                          const Needles *pools, char *buf) noexcept nogil:
     """The process title is exactly "php-fpm: pool <name>" (then NUL, end
     of data or the spaces some titles are padded with)."""
-    cdef ssize_t n = read_small(dirfd, "cmdline", buf, SMALL)
+    cdef ssize_t n = read_small(procfd, path, buf, SMALL)
     cdef ssize_t i
     cdef size_t m
     cdef int k
@@ -335,15 +402,33 @@ cdef bint in_list(unsigned long long value, const unsigned long long *items,
     return False
 
 
-cdef int examine(int dirfd, const Query *q, const Scratch *s,
-                 long long *starttime) noexcept nogil:
-    """1 when the process behind dirfd belongs to the query, else 0."""
+cdef const char *leaf(char *path, int base, const char *name) noexcept nogil:
+    """path holds "<pid>/" (base bytes); make it "<pid>/<name>"."""
+    cdef int i = 0
+    while name[i] != 0:
+        path[base + i] = name[i]
+        i += 1
+    path[base + i] = 0
+    return path
+
+
+cdef int examine(int procfd, char *path, int base, const Query *q,
+                 const Scratch *s, long long *starttime) noexcept nogil:
+    """1 when the process whose /proc entry path names ("<pid>/", base
+    bytes) belongs to the query, else 0.
+
+    Files are read by path under /proc rather than through a descriptor of
+    /proc/<pid>: opening one costs as much as a quarter of the whole look.
+    A pid reused between two of these reads would have to be handed out
+    again within microseconds; terminate() confirms every start time
+    through a pidfd anyway.
+    """
     cdef struct_stat st
     cdef bint hit = False
     cdef long long ruid
 
     if q.mntns != 0 or q.n_exclude > 0:
-        if fstatat(dirfd, "ns/mnt", &st, 0) != 0:
+        if fstatat(procfd, leaf(path, base, "ns/mnt"), &st, 0) != 0:
             return 0
         if in_list(st.st_ino, q.exclude, q.n_exclude):
             return 0
@@ -351,18 +436,18 @@ cdef int examine(int dirfd, const Query *q, const Scratch *s,
 
     # Cheapest reads first; the status read only confirms a match.
     if not hit and q.cwd.count > 0:
-        hit = cwd_matches(dirfd, q, s.cwd)
+        hit = cwd_matches(procfd, leaf(path, base, "cwd"), q, s.cwd)
     if not hit and q.pools.count > 0:
-        hit = cmdline_matches(dirfd, &q.pools, s.small)
+        hit = cmdline_matches(procfd, leaf(path, base, "cmdline"), &q.pools, s.small)
     if not hit and q.docroots.count > 0:
-        hit = environ_matches(dirfd, &q.docroots, s.env)
+        hit = environ_matches(procfd, leaf(path, base, "environ"), &q.docroots, s.env)
     if not hit:
         return 0
 
-    ruid = read_real_uid(dirfd, s.small)
+    ruid = read_real_uid(procfd, leaf(path, base, "status"), s.small)
     if ruid < 0 or <unsigned long long>ruid != q.uid:
         return 0
-    starttime[0] = read_starttime(dirfd, s.small)
+    starttime[0] = read_starttime(procfd, leaf(path, base, "stat"), s.small)
     return 1 if starttime[0] >= 0 else 0
 
 
@@ -397,22 +482,68 @@ cdef long long parse_pid(const char *name) noexcept nogil:
     return value
 
 
-cdef int scan_proc(const Query *q, Found *out, const Scratch *s) noexcept nogil:
-    """Walk /proc once. Returns 0 or an errno for /proc itself."""
-    cdef int procfd = openat(AT_FDCWD, "/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+cdef int format_pid(int pid, char *out) noexcept nogil:
+    cdef char tmp[16]
+    cdef int n = 0
+    cdef int i
+    while True:
+        tmp[n] = c'0' + pid % 10
+        n += 1
+        pid //= 10
+        if pid == 0:
+            break
+    for i in range(n):
+        out[i] = tmp[n - 1 - i]
+    out[n] = 0
+    return n
+
+
+cdef int examine_pid(Worker *w, int pid) noexcept nogil:
+    """Look at one pid; 0, or ENOMEM when the result could not be kept."""
+    cdef char path[32]
+    cdef struct_stat st
+    cdef long long starttime
+    cdef int n = format_pid(pid, path)
+    # The one syscall another user's process costs.
+    # Limitation: a process whose effective uid differs from its real uid
+    # (a setuid program the user runs) is not seen; site PHP never is one.
+    if fstatat(w.procfd, path, &st, 0) != 0 or st.st_uid != w.q.uid:
+        return 0
+    path[n] = c'/'
+    if examine(w.procfd, path, n + 1, w.q, &w.s, &starttime):
+        return push(&w.out, pid, starttime)
+    return 0
+
+
+cdef void *work(void *arg) noexcept nogil:
+    """Examine pids from the queue until the walk is over and it is empty."""
+    cdef Worker *w = <Worker *>arg
+    cdef Queue *queue = w.queue
+    cdef size_t i
+    while w.err == 0:
+        i = atomic_claim(&queue.next)
+        while i >= atomic_load(&queue.published):
+            if atomic_load(&queue.done) and i >= atomic_load(&queue.published):
+                return NULL
+            sched_yield()
+        w.err = examine_pid(w, queue.blocks[i // BLOCK][i % BLOCK])
+    return NULL
+
+
+cdef int walk(Queue *queue, int self_pid) noexcept nogil:
+    """Read /proc, append every pid but self_pid to the queue; 0 or errno."""
     cdef DIR *d
     cdef dirent *ent
-    cdef struct_stat st
     cdef long long pid
-    cdef long long starttime
-    cdef int dirfd
+    cdef size_t count = 0
     cdef int err = 0
-    if procfd < 0:
+    cdef int fd = openat(queue.procfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    if fd < 0:
         return errno
-    d = fdopendir(procfd)
+    d = fdopendir(fd)
     if d == NULL:
         err = errno
-        close(procfd)
+        close(fd)
         return err
     while True:
         clear_errno()
@@ -421,26 +552,109 @@ cdef int scan_proc(const Query *q, Found *out, const Scratch *s) noexcept nogil:
             err = errno
             break
         pid = parse_pid(ent.d_name)
-        if pid <= 0 or pid == q.self_pid:
+        if pid <= 0 or pid == self_pid:
             continue
-        # The one syscall another user's process costs. The owner is the
-        # effective uid, or root for a non-dumpable process (php-fpm
-        # workers, anything that changed uid): those are looked at closer.
-        # Limitation: a dumpable process whose effective uid is a third
-        # uid (neither the user nor root) is not seen.
-        if fstatat(procfd, ent.d_name, &st, 0) != 0:
-            continue
-        if st.st_uid != q.uid and st.st_uid != 0:
-            continue
-        dirfd = openat(procfd, ent.d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dirfd < 0:
-            continue
-        if examine(dirfd, q, s, &starttime):
-            err = push(out, pid, starttime)
-        close(dirfd)
-        if err:
-            break
+        if count % BLOCK == 0:
+            if count // BLOCK >= MAX_BLOCKS:
+                err = ENOMEM
+                break
+            queue.blocks[count // BLOCK] = <int *>malloc(BLOCK * sizeof(int))
+            if queue.blocks[count // BLOCK] == NULL:
+                err = ENOMEM
+                break
+        queue.blocks[count // BLOCK][count % BLOCK] = <int>pid
+        count += 1
+        if count % PUBLISH_EVERY == 0:
+            atomic_store(&queue.published, count)
     closedir(d)
+    atomic_store(&queue.published, count)
+    return err
+
+
+cdef int scratch_init(Scratch *s) noexcept nogil:
+    s.env = <char *>malloc(ENV_CHUNK)
+    s.small = <char *>malloc(SMALL)
+    s.cwd = <char *>malloc(CWD_MAX)
+    return 0 if s.env != NULL and s.small != NULL and s.cwd != NULL else ENOMEM
+
+
+cdef void scratch_free(Scratch *s) noexcept nogil:
+    free(s.env)
+    free(s.small)
+    free(s.cwd)
+
+
+cdef int scan_proc(const Query *q, Found *out, int threads) noexcept nogil:
+    """Walk /proc once with up to `threads` threads; 0 or an errno."""
+    cdef Queue *queue = <Queue *>calloc(1, sizeof(Queue))
+    cdef Worker *workers = <Worker *>calloc(MAX_THREADS, sizeof(Worker))
+    cdef struct_stat st
+    cdef sigset_t all_signals
+    cdef sigset_t old_mask
+    cdef int err = 0
+    cdef int i
+    cdef size_t k
+    if queue == NULL or workers == NULL:
+        free(queue)
+        free(workers)
+        return ENOMEM
+    queue.procfd = openat(AT_FDCWD, "/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    if queue.procfd < 0:
+        err = errno
+        free(queue)
+        free(workers)
+        return err
+
+    # /proc's link count is a few plus the number of processes.
+    if fstat(queue.procfd, &st) != 0 or st.st_nlink < THREADS_FROM:
+        threads = 1
+    threads = max(1, min(threads, MAX_THREADS))
+    for i in range(threads):
+        workers[i].queue = queue
+        workers[i].q = q
+        workers[i].procfd = openat(queue.procfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if workers[i].procfd < 0 and err == 0:
+            err = errno
+        if scratch_init(&workers[i].s) != 0:
+            err = ENOMEM
+
+    # Helpers block every signal: Python handles them in its main thread.
+    if err == 0 and threads > 1:
+        sigfillset(&all_signals)
+        pthread_sigmask(SIG_SETMASK, &all_signals, &old_mask)
+        for i in range(1, threads):
+            workers[i].started = pthread_create(
+                &workers[i].thread, NULL, work, &workers[i]) == 0
+        pthread_sigmask(SIG_SETMASK, &old_mask, NULL)
+
+    if err == 0:
+        err = walk(queue, q.self_pid)
+    atomic_store(&queue.done, 1)
+    if err != 0:
+        # Stop the helpers early: nothing more will be taken.
+        atomic_store(&queue.next, <size_t>-1 // 2)
+    else:
+        work(&workers[0])
+    for i in range(1, threads):
+        if workers[i].started:
+            pthread_join(workers[i].thread, NULL)
+
+    for i in range(threads):
+        if err == 0 and workers[i].err != 0:
+            err = workers[i].err
+        k = 0
+        while err == 0 and k < workers[i].out.count:
+            err = push(out, workers[i].out.items[k], workers[i].out.items[k + 1])
+            k += 2
+        free(workers[i].out.items)
+        scratch_free(&workers[i].s)
+        if workers[i].procfd >= 0:
+            close(workers[i].procfd)
+    for i in range(MAX_BLOCKS):
+        free(queue.blocks[i])
+    close(queue.procfd)
+    free(queue)
+    free(workers)
     return err
 
 
@@ -485,7 +699,7 @@ cdef void free_needles(Needles *n) noexcept:
 
 
 def scan(uid, *, mntns=0, cwd_prefixes=(), docroots=(), fpm_pools=(),
-         exclude_mntns=(), cwd_excludes=()):
+         exclude_mntns=(), cwd_excludes=(), threads=0):
     """(pid, starttime) of the processes of real uid `uid` that belong to a
     site by any of: mount namespace inode == mntns (when nonzero); cwd at or
     under one of cwd_prefixes (path boundary; a deeper cwd_excludes path
@@ -493,11 +707,12 @@ def scan(uid, *, mntns=0, cwd_prefixes=(), docroots=(), fpm_pools=(),
     to one of docroots; process title "php-fpm: pool <name>" for a name in
     fpm_pools. Processes in a mount namespace listed in exclude_mntns, and
     the caller itself, are left out; processes that exit mid-scan are
-    skipped. Raises OSError when /proc cannot be read.
+    skipped. `threads` caps the threads used (0: by the usable CPUs).
+    Raises OSError when /proc cannot be read.
     """
     cdef Query q
     cdef Found out
-    cdef Scratch s
+    cdef int nthreads
     cdef list keep = []
     cdef unsigned long long *exclude = NULL
     cdef int err
@@ -509,6 +724,7 @@ def scan(uid, *, mntns=0, cwd_prefixes=(), docroots=(), fpm_pools=(),
     if mntns < 0:
         raise ValueError(f"mntns out of range: {mntns}")
     excl = tuple(int(x) for x in exclude_mntns)
+    nthreads = threads if threads > 0 else len(os.sched_getaffinity(0))
 
     q.uid = uid
     q.self_pid = getpid()
@@ -519,12 +735,7 @@ def scan(uid, *, mntns=0, cwd_prefixes=(), docroots=(), fpm_pools=(),
     q.cwd.size = q.cwd_excludes.size = q.docroots.size = q.pools.size = NULL
     out.items = NULL
     out.count = out.cap = 0
-    s.env = <char *>malloc(ENV_CHUNK)
-    s.small = <char *>malloc(SMALL)
-    s.cwd = <char *>malloc(CWD_MAX)
     try:
-        if s.env == NULL or s.small == NULL or s.cwd == NULL:
-            raise MemoryError()
         fill_needles(&q.cwd, keep, cwd_prefixes, "cwd_prefixes", True)
         fill_needles(&q.cwd_excludes, keep, cwd_excludes, "cwd_excludes", True)
         fill_needles(&q.docroots, keep, docroots, "docroots", True)
@@ -540,7 +751,7 @@ def scan(uid, *, mntns=0, cwd_prefixes=(), docroots=(), fpm_pools=(),
             q.n_exclude = len(excl)
 
         with nogil:
-            err = scan_proc(&q, &out, &s)
+            err = scan_proc(&q, &out, nthreads)
         if err == ENOMEM:
             raise MemoryError()
         if err:
@@ -554,9 +765,6 @@ def scan(uid, *, mntns=0, cwd_prefixes=(), docroots=(), fpm_pools=(),
     finally:
         free(out.items)
         free(exclude)
-        free(s.env)
-        free(s.small)
-        free(s.cwd)
         free_needles(&q.cwd)
         free_needles(&q.cwd_excludes)
         free_needles(&q.docroots)

@@ -47,7 +47,11 @@ static void vreport(int err, const char *prefix, const char *fmt, va_list ap)
         if ((size_t)n >= sizeof(msg) - 2)
                 n = (int)sizeof(msg) - 2 - 1;
         if (err > 0) {
-                int k = snprintf(msg + n, sizeof(msg) - (size_t)n, ": %s", strerror(err));
+                const char *hint = err == ELOOP ? " (a symlink is on the path)"
+                                 : err == EXDEV ? " (the path crosses a mount point)"
+                                 : "";
+                int k = snprintf(msg + n, sizeof(msg) - (size_t)n, ": %s%s", strerror(err),
+                                 hint);
                 if (k > 0)
                         n += k;
                 if ((size_t)n >= sizeof(msg) - 1)
@@ -404,5 +408,18 @@ bool names_contain(const char *names, const char *name)
                 if (p[n] == '\0')
                         return false;
                 p += n + 1;
+        }
+}
+
+void ensure_std_fds(void)
+{
+        for (int fd = 0; fd <= 2; fd++) {
+                if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF)
+                        continue;
+                int null = open("/dev/null", O_RDWR | O_NOCTTY);
+                if (null < 0)
+                        _exit(util_exit_status);
+                if (null != fd)
+                        _exit(util_exit_status);
         }
 }

@@ -23,6 +23,9 @@ _Noreturn void die_errno(const char *fmt, ...) __attribute__((format(printf, 1, 
 _Noreturn void die_err(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* "<prog>: <message>" and exit, for failures without an errno. */
 _Noreturn void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Open /dev/null on any of 0, 1, 2 that is closed, so that no file opened later lands
+ * there and receives messages meant for stderr. Exits silently if it cannot. */
+void ensure_std_fds(void);
 /* Message only, no exit. */
 void warn_errno(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

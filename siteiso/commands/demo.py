@@ -11,14 +11,16 @@ import json
 import sys
 import textwrap
 
-from siteiso.sandbox import Sandbox
+from siteiso.sandbox import Sandbox, start_apache
 
 DOMAINS = {
-    "example.com": ("john", "/home/john/public_html"),
-    "shop.example.com": ("john", "/home/john/public_html/shop"),
-    "blog.example.org": ("john", "/home/john/blog"),
-    "jane.example.net": ("jane", "/home/jane/public_html"),
+    "a.example": ("john", "/home/john/public_html"),
+    "shop.a.example": ("john", "/home/john/public_html/shop"),
+    "b.example": ("john", "/home/john/b.example/www"),
+    "jane.example": ("jane", "/home/jane/public_html"),
 }
+# What a hacked a.example would run: read any file it is asked for.
+STEAL = "<?php echo @file_get_contents($_GET['f']) ?: \"(cannot read {$_GET['f']})\";\n"
 
 
 class Demo:
@@ -55,56 +57,74 @@ class Demo:
                 f"{docroot}/wp-config.php":
                     f"<?php define('DB_PASSWORD', 'secret-of-{domain}');\n",
             })
+        sbx.make_tree("john", {"/home/john/public_html/steal.php": STEAL})
         data = {d: {"owner": o, "document_root": r, "is_main": False}
                 for d, (o, r) in DOMAINS.items()}
         sbx.write("/etc/siteiso/domains.json", json.dumps(data, indent=1))
+        start_apache(sbx, DOMAINS)
+
+    def curl(self, domain: str, path: str) -> None:
+        self.run(f"curl -s -H 'Host: {domain}' 'http://127.0.0.1{path}'")
+
+    def web_before(self) -> None:
+        self.say("A sandboxed server: Apache with suexec and php-cgi on its own "
+                 "loopback, two hosting accounts. john has a.example, "
+                 "shop.a.example (inside a.example's docroot) and b.example; jane "
+                 "has jane.example. The panel is /etc/siteiso/domains.json.")
+        self.run("cat /etc/siteiso/domains.json")
+        self.say("Say a.example is hacked and its attacker uploads steal.php. "
+                 "Every site of john runs as john, so today a.example's PHP reads "
+                 "b.example's database password:")
+        self.curl("a.example", "/steal.php?f=/home/john/b.example/www/wp-config.php")
+        self.curl("a.example", "/steal.php?f=/home/john/public_html/shop/wp-config.php")
 
     def admin_session(self) -> None:
-        self.say("A sandboxed server with two hosting accounts: john (example.com, "
-                 "shop.example.com inside example.com's docroot, blog.example.org) "
-                 "and jane (jane.example.net). The panel is siteiso's embedded "
-                 "/etc/siteiso/domains.json.")
-        self.run("cat /etc/siteiso/domains.json")
-        self.say("Nothing is isolated yet: enabling needs the feature allowed.")
+        self.say("The admin turns website isolation on. Enabling needs the feature "
+                 "allowed for the domain's owner first:")
         self.run("cagefsctl --site-isolation-list")
-        self.run("cagefsctl --site-isolation-enable example.com", expect_ok=False)
+        self.run("cagefsctl --site-isolation-enable a.example", expect_ok=False)
         self.run("cagefsctl --site-isolation-allow john")
-        self.run("cagefsctl --site-isolation-enable jane.example.net",
-                 expect_ok=False)
+        self.run("cagefsctl --site-isolation-enable jane.example", expect_ok=False)
         self.run("cagefsctl --site-isolation-toggle-mode")
         self.run("cagefsctl --site-isolation-deny jane")
-        self.run("cagefsctl --site-isolation-enable example.com shop.example.com")
+        self.run("cagefsctl --site-isolation-enable a.example b.example shop.a.example")
         self.run("cagefsctl --site-isolation-list")
         self.run("cagefsctl --site-isolation-list --json")
 
+    def web_after(self) -> None:
+        self.say("The same attack now: each site's PHP runs in its own view, "
+                 "where the other sites' files do not exist.")
+        self.curl("a.example", "/steal.php?f=/home/john/b.example/www/wp-config.php")
+        self.curl("a.example", "/steal.php?f=/home/john/public_html/shop/wp-config.php")
+        self.curl("a.example", "/steal.php?f=/etc/passwd")
+        self.say("Each site still serves its own pages:")
+        self.curl("a.example", "/index.php")
+        self.curl("b.example", "/index.php")
+        self.curl("shop.a.example", "/index.php")
+        self.curl("jane.example", "/index.php")
+
     def isolation(self) -> None:
-        self.say("Before: john's processes see every site of john. As john, "
-                 "read shop.example.com's secrets from anywhere:")
-        self.run("cat /home/john/public_html/shop/wp-config.php", user="john")
-        self.say("Inside example.com's view the nested shop directory is there, "
-                 "empty and read-only; its secrets do not exist:")
-        self.run("cagefs_enter_site example.com ls -la /home/john/public_html/shop",
+        self.say("The same views from the shell: cagefs_enter_site runs a command "
+                 "as john inside one site. In a.example's view the nested shop "
+                 "directory is there, empty and read-only:")
+        self.run("cagefs_enter_site a.example ls -la /home/john/public_html/shop",
                  user="john")
-        self.run("cagefs_enter_site example.com cat "
-                 "/home/john/public_html/shop/wp-config.php", user="john",
-                 expect_ok=False)
-        self.say("Inside shop.example.com's view only the shop exists:")
-        self.run("cagefs_enter_site shop.example.com cat "
+        self.run("cagefs_enter_site shop.a.example cat "
                  "/home/john/public_html/shop/wp-config.php", user="john")
-        self.run("cagefs_enter_site shop.example.com ls /home/john "
-                 "/home/john/public_html", user="john", expect_ok=False)
+        self.run("cagefs_enter_site shop.a.example ls /home/john/public_html "
+                 "/home/john/b.example", user="john", expect_ok=False)
         self.say("Other accounts do not exist in john's views, and /proc shows "
                  "only the site's own processes:")
-        self.run("cagefs_enter_site example.com sh -c 'ls /home; "
+        self.run("cagefs_enter_site a.example sh -c 'ls /home; "
                  "grep -c . /etc/passwd; grep jane /etc/passwd; ps -e'",
                  user="john", expect_ok=False)
         self.say("A site cannot step into its sibling, and root cannot use the "
                  "entry at all:")
-        self.run("cagefs_enter_site example.com cagefs_enter_site shop.example.com "
-                 "id", user="john", expect_ok=False)
-        self.run("cagefs_enter_site example.com id", expect_ok=False)
-        self.say("Disabling isolation swaps back to the user's normal view:")
-        self.run("cagefsctl --site-isolation-disable shop.example.com")
+        self.run("cagefs_enter_site a.example cagefs_enter_site b.example id",
+                 user="john", expect_ok=False)
+        self.run("cagefs_enter_site a.example id", expect_ok=False)
+        self.say("Disabling isolation puts a site back in the user's normal view:")
+        self.run("cagefsctl --site-isolation-disable shop.a.example")
         self.run("cagefsctl --site-isolation-list")
 
 
@@ -112,7 +132,9 @@ def demo(quiet: bool = False) -> int:
     with Sandbox("demo") as sbx:
         d = Demo(sbx, quiet)
         d.setup()
+        d.web_before()
         d.admin_session()
+        d.web_after()
         d.isolation()
     if d.failed:
         print("\nThe demo did not go as expected (see the lines marked above).",

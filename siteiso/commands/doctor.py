@@ -1,0 +1,73 @@
+"""`siteiso doctor`: every platform probe, and what an admin should check."""
+
+from __future__ import annotations
+
+import glob
+import os
+import subprocess
+
+from siteiso import config, platform
+from siteiso.service import layout
+from siteiso.state import load
+
+
+def _include_checks() -> list[str]:
+    """Is each isolated site's vhost include really loaded by Apache?"""
+    lay = layout.detect()
+    try:
+        st = load()
+    except Exception as e:  # noqa: BLE001 - doctor reports, never fails early
+        return [f"MISSING state: {e}"]
+    if not st.sites:
+        return ["ok      web-includes  no isolated site"]
+    try:
+        dump = subprocess.run(["apache2ctl" if lay.name == "debian" else "apachectl",
+                               "-t", "-D", "DUMP_INCLUDES"], capture_output=True,
+                              text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return ["MISSING web-includes  Apache control program not found"]
+    lines = []
+    for site in st.sites.values():
+        for name in site.names:
+            inc = lay.include_for(site.owner, name)
+            state = "ok     " if inc in dump else "MISSING"
+            lines.append(f"{state} web-include   {name}: {inc}")
+    return lines
+
+
+def _database_warnings() -> list[str]:
+    """Databases that trust the uid give every site the account's data."""
+    out = []
+    for path in glob.glob("/etc/mysql/**/*.cnf", recursive=True):
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                if "unix_socket" in f.read():
+                    out.append(f"WARNING database      {path} mentions unix_socket "
+                               "auth: every site of an account reaches its databases")
+        except OSError:
+            continue
+    for path in glob.glob("/etc/postgresql/*/main/pg_hba.conf"):
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.split()[-1:] == ["peer"] and not line.startswith("#"):
+                    out.append(f"WARNING database      {path}: peer auth lets every "
+                               "site of an account use its databases")
+                    break
+    if os.path.isdir("/var/lib/mysql") and not out:
+        out.append("note    database      MariaDB/MySQL present: accounts using "
+                   "unix_socket auth share their databases with all their sites")
+    return out
+
+
+def doctor() -> int:
+    cfg = config.load()
+    note = " (shared files are not isolated)" if cfg.home_mode == "shared" else ""
+    print(f"siteiso doctor: layout {layout.detect().name}, home mode "
+          f"{cfg.home_mode}{note}")
+    for line in platform.doctor_lines():
+        print(line)
+    for line in _include_checks():
+        print(line)
+    for line in _database_warnings():
+        print(line)
+    return 0
