@@ -612,7 +612,8 @@ cdef int scan_proc(const Query *q, Found *out, int threads) noexcept nogil:
     for i in range(threads):
         workers[i].queue = queue
         workers[i].q = q
-        workers[i].procfd = openat(queue.procfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        workers[i].procfd = openat(queue.procfd, ".",
+                                   O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if workers[i].procfd < 0 and err == 0:
             err = errno
         if scratch_init(&workers[i].s) != 0:
@@ -761,6 +762,7 @@ def scan(uid, *, mntns=0, cwd_prefixes=(), docroots=(), fpm_pools=(),
         while k < out.count:
             result.append((out.items[k], out.items[k + 1]))
             k += 2
+        result.sort()  # the threads found them in any order
         return result
     finally:
         free(out.items)

@@ -474,13 +474,23 @@ def _kill_members(path: str, hier: _Hierarchy) -> None:
         _signal_all(live, signal.SIGKILL)
 
 
+def _kill_method(path: str) -> str:
+    """How to end what is left: "kill" (cgroup.kill, Linux 5.14), "freeze"
+    (freeze, kill each, thaw; 5.2) or "signal" (kill rounds: v1)."""
+    if os.path.exists(os.path.join(path, "cgroup.kill")):
+        return "kill"
+    if os.path.exists(os.path.join(path, "cgroup.freeze")):
+        return "freeze"
+    return "signal"
+
+
 def _finish(path: str, hier: _Hierarchy, kill_wait: float) -> None:
     """SIGKILL everything still in the subtree, including what was forked
-    during the grace period: cgroup.kill where the kernel has it (5.14),
-    else freeze, kill, thaw (5.2), else kill rounds until empty."""
-    if os.path.exists(os.path.join(path, "cgroup.kill")):
+    during the grace period."""
+    method = _kill_method(path)
+    if method == "kill":
         _write(os.path.join(path, "cgroup.kill"), "1")
-    elif os.path.exists(os.path.join(path, "cgroup.freeze")):
+    elif method == "freeze":
         _freeze_and_kill(path, hier, kill_wait)
     else:
         # Limitation: without a freezer a process that forks in a tight loop
