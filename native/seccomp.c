@@ -5,7 +5,11 @@
  * keyrings, io_uring, kexec, kernel modules, open_by_handle_at. clone3 gets ENOSYS: its
  * flags sit in memory a filter cannot read, and the C library falls back to clone.
  * Another architecture (int 0x80 from a 64-bit process, a 32-bit program) is killed; x32
- * system calls get ENOSYS. ptrace stays allowed. */
+ * system calls get ENOSYS. ptrace stays allowed.
+ *
+ * The system call numbers are tested as a balanced tree of ranges, not a chain: the
+ * kernel runs the filter once per system call number when it is installed (to cache the
+ * ones always allowed), and a chain made that cost most of the entry's filter time. */
 #include "seccomp.h"
 
 #include <errno.h>
@@ -13,8 +17,10 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <sched.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -35,9 +41,6 @@
 #define X32_SYSCALL_BIT 0x40000000U
 
 /* x86_64 numbers; the newest ones are spelt out for older headers. */
-#ifndef __NR_pidfd_open
-#define __NR_pidfd_open 434
-#endif
 #ifndef __NR_clone3
 #define __NR_clone3 435
 #endif
@@ -51,22 +54,8 @@
 #define CLONE_NEW_ANY (CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | \
                        CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWTIME)
 
-static const uint32_t denied[] = {
-        __NR_mount, __NR_umount2, __NR_pivot_root, __NR_setns,
-        __NR_open_tree, __NR_open_tree_attr, __NR_move_mount, __NR_fsopen, __NR_fsconfig,
-        __NR_fsmount, __NR_fspick, __NR_mount_setattr,
-        __NR_bpf, __NR_userfaultfd, __NR_perf_event_open,
-        __NR_keyctl, __NR_add_key, __NR_request_key,
-        __NR_io_uring_setup, __NR_io_uring_enter, __NR_io_uring_register,
-        __NR_kexec_load, __NR_kexec_file_load,
-        __NR_init_module, __NR_finit_module, __NR_delete_module,
-        __NR_open_by_handle_at,
-};
-
-#define N_DENIED (sizeof(denied) / sizeof(denied[0]))
-#define FILTER_MAX (N_DENIED + 16)
-
-/* Where a jump goes; resolved once the layout is known (classic BPF jumps forward). */
+/* Where a jump goes; resolved once the layout is known (classic BPF jumps forward). The
+ * fixed targets come first, tree nodes get labels from L_FIRST_FREE on. */
 enum label {
         L_NEXT,
         L_ALLOW,
@@ -74,31 +63,97 @@ enum label {
         L_EPERM,
         L_ENOSYS,
         L_KILL,
-        L_COUNT,
+        L_FIRST_FREE,
+};
+
+#define MAX_LABELS 64
+#define MAX_INSNS 128
+
+struct rule {
+        uint32_t nr;
+        enum label action;
+};
+
+static const struct rule rules[] = {
+        { __NR_mount, L_EPERM },
+        { __NR_umount2, L_EPERM },
+        { __NR_pivot_root, L_EPERM },
+        { __NR_setns, L_EPERM },
+        { __NR_open_tree, L_EPERM },
+        { __NR_open_tree_attr, L_EPERM },
+        { __NR_move_mount, L_EPERM },
+        { __NR_fsopen, L_EPERM },
+        { __NR_fsconfig, L_EPERM },
+        { __NR_fsmount, L_EPERM },
+        { __NR_fspick, L_EPERM },
+        { __NR_mount_setattr, L_EPERM },
+        { __NR_bpf, L_EPERM },
+        { __NR_userfaultfd, L_EPERM },
+        { __NR_perf_event_open, L_EPERM },
+        { __NR_keyctl, L_EPERM },
+        { __NR_add_key, L_EPERM },
+        { __NR_request_key, L_EPERM },
+        { __NR_io_uring_setup, L_EPERM },
+        { __NR_io_uring_enter, L_EPERM },
+        { __NR_io_uring_register, L_EPERM },
+        { __NR_kexec_load, L_EPERM },
+        { __NR_kexec_file_load, L_EPERM },
+        { __NR_init_module, L_EPERM },
+        { __NR_finit_module, L_EPERM },
+        { __NR_delete_module, L_EPERM },
+        { __NR_open_by_handle_at, L_EPERM },
+        { __NR_clone, L_CHECK_FLAGS },
+        { __NR_unshare, L_CHECK_FLAGS },
+        { __NR_clone3, L_ENOSYS },
+};
+
+#define N_RULES (sizeof(rules) / sizeof(rules[0]))
+
+/* Consecutive numbers with the same action. */
+struct range {
+        uint32_t lo, hi;
+        enum label action;
 };
 
 struct builder {
-        struct sock_filter insn[FILTER_MAX];
-        uint8_t jt[FILTER_MAX], jf[FILTER_MAX]; /* labels, patched into offsets */
-        size_t label_at[L_COUNT];
+        struct sock_filter insn[MAX_INSNS];
+        uint16_t jt[MAX_INSNS], jf[MAX_INSNS];  /* labels, patched into offsets */
+        size_t label_at[MAX_LABELS];
         size_t n;
+        int labels;
+        bool overflow;
 };
 
-static void emit(struct builder *b, uint16_t code, uint32_t k, enum label jt, enum label jf)
+static void emit(struct builder *b, uint16_t code, uint32_t k, int jt, int jf)
 {
+        if (b->n >= MAX_INSNS) {
+                b->overflow = true;
+                return;
+        }
         b->insn[b->n] = (struct sock_filter){ .code = code, .k = k };
-        b->jt[b->n] = (uint8_t)jt;
-        b->jf[b->n] = (uint8_t)jf;
+        b->jt[b->n] = (uint16_t)jt;
+        b->jf[b->n] = (uint16_t)jf;
         b->n++;
 }
 
-static void here(struct builder *b, enum label l)
+static int new_label(struct builder *b)
 {
-        b->label_at[l] = b->n;
+        if (b->labels >= MAX_LABELS) {
+                b->overflow = true;
+                return L_KILL;
+        }
+        return b->labels++;
+}
+
+static void here(struct builder *b, int label)
+{
+        b->label_at[label] = b->n;
 }
 
 static int patch(struct builder *b)
 {
+        if (b->overflow)
+                return -1;
         for (size_t i = 0; i < b->n; i++) {
                 if (BPF_CLASS(b->insn[i].code) != BPF_JMP || BPF_OP(b->insn[i].code) == BPF_JA)
                         continue;
@@ -116,23 +171,63 @@ static int patch(struct builder *b)
         return 0;
 }
 
+static int by_nr(const void *a, const void *b)
+{
+        uint32_t x = ((const struct rule *)a)->nr, y = ((const struct rule *)b)->nr;
+        return x < y ? -1 : x > y;
+}
+
 static const uint16_t jeq = BPF_JMP | BPF_JEQ | BPF_K;
+static const uint16_t jge = BPF_JMP | BPF_JGE | BPF_K;
+static const uint16_t jgt = BPF_JMP | BPF_JGT | BPF_K;
+
+/* Tree over ranges[lo..hi): every path ends in a jump to an action or to L_ALLOW. */
+static void emit_tree(struct builder *b, const struct range *r, size_t lo, size_t hi)
+{
+        if (hi - lo == 1) {
+                if (r[lo].lo == r[lo].hi) {
+                        emit(b, jeq, r[lo].lo, r[lo].action, L_ALLOW);
+                } else {
+                        emit(b, jge, r[lo].lo, L_NEXT, L_ALLOW);
+                        emit(b, jgt, r[lo].hi, L_ALLOW, r[lo].action);
+                }
+                return;
+        }
+        size_t mid = lo + (hi - lo) / 2;
+        int right = new_label(b);
+        emit(b, jge, r[mid].lo, right, L_NEXT);
+        emit_tree(b, r, lo, mid);
+        here(b, right);
+        emit_tree(b, r, mid, hi);
+}
 
 int seccomp_install(void)
 {
         static struct builder b;
+        struct rule sorted[N_RULES];
+        struct range ranges[N_RULES];
+        size_t nr = 0;
+
+        for (size_t i = 0; i < N_RULES; i++)
+                sorted[i] = rules[i];
+        qsort(sorted, N_RULES, sizeof(sorted[0]), by_nr);
+        for (size_t i = 0; i < N_RULES; i++) {
+                if (nr > 0 && ranges[nr - 1].action == sorted[i].action &&
+                    ranges[nr - 1].hi + 1 == sorted[i].nr) {
+                        ranges[nr - 1].hi = sorted[i].nr;
+                        continue;
+                }
+                ranges[nr++] = (struct range){ sorted[i].nr, sorted[i].nr, sorted[i].action };
+        }
 
         b.n = 0;
+        b.labels = L_FIRST_FREE;
+        b.overflow = false;
         emit(&b, BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch), 0, 0);
         emit(&b, jeq, AUDIT_ARCH_X86_64, L_NEXT, L_KILL);
         emit(&b, BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr), 0, 0);
-        emit(&b, BPF_JMP | BPF_JGE | BPF_K, X32_SYSCALL_BIT, L_ENOSYS, L_NEXT);
-        emit(&b, jeq, __NR_clone3, L_ENOSYS, L_NEXT);
-        emit(&b, jeq, __NR_clone, L_CHECK_FLAGS, L_NEXT);
-        emit(&b, jeq, __NR_unshare, L_CHECK_FLAGS, L_NEXT);
-        for (size_t i = 0; i < N_DENIED; i++)
-                emit(&b, jeq, denied[i], L_EPERM, L_NEXT);
-        emit(&b, BPF_RET | BPF_K, SECCOMP_RET_ALLOW, 0, 0);
+        emit(&b, jge, X32_SYSCALL_BIT, L_ENOSYS, L_NEXT);
+        emit_tree(&b, ranges, 0, nr);
 
         /* Flags are argument 0 of both clone and unshare; every CLONE_NEW* bit is in its
          * low 32 bits (the kernel ignores or rejects the high ones), little-endian. */
