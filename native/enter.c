@@ -219,7 +219,17 @@ static void check_handler_env(const struct index *idx, const struct index_rec *s
 {
         const char *env_docroot = getenv("DOCUMENT_ROOT");
         const char *script = getenv("SCRIPT_FILENAME");
+        const char *translated = getenv("PATH_TRANSLATED");
         char docroot[PATH_MAX];
+
+        /* Apache's Action + ScriptAlias (the CGI chain through suexec): SCRIPT_FILENAME names
+         * the wrapper and php-cgi runs PATH_TRANSLATED, as it does whenever REDIRECT_STATUS is
+         * set. Check what PHP will run, and hand PHP that same file. */
+        if (translated && getenv("REDIRECT_STATUS")) {
+                script = translated;
+                if (setenv("SCRIPT_FILENAME", translated, 1) != 0)
+                        die("cannot run handler for site %s: out of memory", site->token);
+        }
 
         if (!env_docroot)
                 die("cannot run handler for site %s: DOCUMENT_ROOT is not set; refused",

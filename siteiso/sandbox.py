@@ -344,8 +344,15 @@ def start_apache(sbx: Sandbox, sites: dict[str, tuple[str, str]]) -> None:
 
 
 def curl(sbx: Sandbox, domain: str, path: str) -> tuple[int, str]:
-    """GET http://domain/path from inside the sandbox: (status, body)."""
-    r = sbx.run(["curl", "-s", "-w", "\n%{http_code}", "-H", f"Host: {domain}",
-                 f"http://127.0.0.1{path}"], check=False)
-    body, _, code = r.stdout.rpartition("\n")
+    """GET http://domain/path from inside the sandbox: (status, body).
+
+    A 503 while Apache finishes a graceful restart (its CGI daemon is being
+    replaced) is retried for up to two seconds, as a browser user would."""
+    for _ in range(20):
+        r = sbx.run(["curl", "-s", "-w", "\n%{http_code}", "-H", f"Host: {domain}",
+                     f"http://127.0.0.1{path}"], check=False)
+        body, _, code = r.stdout.rpartition("\n")
+        if code != "503":
+            break
+        time.sleep(0.1)
     return int(code or 0), body

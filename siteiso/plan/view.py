@@ -24,7 +24,7 @@ CACHES = (".cache", ".composer", ".wp-cli")
 
 # siteiso's own state, sockets and configuration, and the panels' lists of
 # every account: never visible in a view.
-SYSTEM_HIDDEN_DIRS = ("/var/lib/siteiso", "/run/siteiso", "/etc/siteiso",
+SYSTEM_HIDDEN_DIRS = ("/var/lib/siteiso", "/etc/siteiso",
                       "/etc/cagefs", "/opt/cpvendor", "/var/cpanel/userdata",
                       "/usr/libexec/siteiso/wrappers")
 SYSTEM_HIDDEN_FILES = ("/etc/userdatadomains", "/etc/trueuserdomains")
@@ -38,7 +38,7 @@ SITE_MASKED_PROGRAMS = (
     "/usr/local/sbin/siteiso", "/usr/local/bin/siteiso",
 )
 SITE_MASKED_DIRS = ("/opt/siteiso", "/var/spool/cron", "/var/spool/at",
-                    "/run/dbus", "/etc/apache2", "/etc/httpd", "/etc/php")
+                    "/run/dbus", "/etc/apache2", "/etc/httpd")
 
 PHP_SESSION_DIRS = ("/var/lib/php/sessions",)
 
@@ -98,6 +98,15 @@ def _system(c: CageInput, extra_dirs: tuple[str, ...] = (),
             extra_files: tuple[str, ...] = ()) -> list[Op]:
     ops = [op("ro", "/")]
     real = dict(c.real)
+    if "/run/siteiso" in c.existing:
+        # Hidden, except the index (root-only, 0700) that the setuid entry
+        # reads to re-enter the same site from inside it. The directory is
+        # bound, not the file: Python replaces the file by rename.
+        ops += [op("clone", 230, "/run/siteiso/index", "sys", "dir"),
+                op("tmpfs", "/run/siteiso", "0711", 0, 0, "rw"),
+                op("mkdir", "/run/siteiso/index", "0700"),
+                op("ro", "/run/siteiso"),
+                op("attach", 230, "/run/siteiso/index", "ro")]
     for d in (*SYSTEM_HIDDEN_DIRS, *extra_dirs):
         if d in c.existing:
             ops.append(op("mask", real.get(d, d), "dir"))
