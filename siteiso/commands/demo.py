@@ -96,7 +96,7 @@ class Demo:
                  "where the other sites' files do not exist.")
         self.curl("a.example", "/steal.php?f=/home/john/b.example/www/wp-config.php")
         self.curl("a.example", "/steal.php?f=/home/john/public_html/shop/wp-config.php")
-        self.curl("a.example", "/steal.php?f=/etc/passwd")
+        self.curl("a.example", "/steal.php?f=/home/jane/public_html/wp-config.php")
         self.say("Each site still serves its own pages:")
         self.curl("a.example", "/index.php")
         self.curl("b.example", "/index.php")
@@ -115,9 +115,9 @@ class Demo:
                  "/home/john/b.example", user="john", expect_ok=False)
         self.say("Other accounts do not exist in john's views, and /proc shows "
                  "only the site's own processes:")
-        self.run("cagefs_enter_site a.example sh -c 'ls /home; "
-                 "grep -c . /etc/passwd; grep jane /etc/passwd; ps -e'",
-                 user="john", expect_ok=False)
+        self.run("cagefs_enter_site a.example sh -c 'ls /home; ps -e'", user="john")
+        self.run("cagefs_enter_site a.example grep jane /etc/passwd", user="john",
+                 expect_ok=False)
         self.say("A site cannot step into its sibling, and root cannot use the "
                  "entry at all:")
         self.run("cagefs_enter_site a.example cagefs_enter_site b.example id",
