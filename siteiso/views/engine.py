@@ -13,23 +13,26 @@ from __future__ import annotations
 
 import contextlib
 import grp
+import logging
 import os
 import pwd
 import signal
 import subprocess
 
-from siteiso import accounts, paths, sysapi
+from siteiso import accounts, panels, paths, sysapi
 from siteiso.accounts import Account
 from siteiso.config import Config
-from siteiso.errors import EngineError
+from siteiso.errors import EngineError, SiteisoError
 from siteiso.names import validate_docroot
 from siteiso.plan import CageInput, SiteInput, cage_plan, render, site_plan
-from siteiso.plan.sites import inside
+from siteiso.plan.sites import inside, site_paths
 from siteiso.plan.view import Storage
 from siteiso.procs import lifecycle
 from siteiso.state import Site, State
 from siteiso.views import index, web
 from siteiso.views.index import Holder
+
+log = logging.getLogger("siteiso")
 
 CGROUP_FALLBACK = "/run/siteiso/cgroup"
 SITE_STORAGE = ("tmp", "var-tmp", "shm", "sessions", "cache", "cache/cache",
@@ -299,6 +302,7 @@ def converge_user(st: State, cfg: Config, uid: int, name: str | None,
         if old_cage:
             to_retire.append(old_cage)
 
+    fresh: list[SiteInput] = []
     for s in inputs:
         _storage(acct, f".cagefs/websites/{s.token}", SITE_STORAGE)
         store = f"{acct.home}/.cagefs/websites/{s.token}"
@@ -316,6 +320,8 @@ def converge_user(st: State, cfg: Config, uid: int, name: str | None,
             continue
         holder = start_holder(text, "site", s.token, s.docroot, names)
         new.append(holder)
+        if prev is None:
+            fresh.append(s)
         if prev and prev.alive():
             (to_kill if _hides(_read(pf), text) else to_retire).append(prev)
         _write(pf, text)
@@ -325,12 +331,40 @@ def converge_user(st: State, cfg: Config, uid: int, name: str | None,
                     if h.kind != "cage"]
     index.write(uid, new + keep_retired)
     web.converge_sites(acct, inputs, cfg, gone=[h.token for h in gone])
+    views = tuple(h.mntns for h in (*new, *keep_retired))
+    for s in fresh:
+        _restart_outside_processes(cfg, acct, s, inputs, views)
     for h in to_kill:
         _kill_holder(h)
     for h in to_retire:
         _retire_holder(h)
     for h in gone:
         _end_site_processes(cfg, uid, h)
+
+
+def _restart_outside_processes(cfg: Config, acct: Account, site: SiteInput,
+                               inputs: list[SiteInput], views: tuple[int, ...]) -> None:
+    """A site just isolated: its PHP started before (cwd or DOCUMENT_ROOT in
+    its paths, outside every view) is ended, so the handler starts fresh
+    processes in the view (SPEC §8). Never another site's, never a login."""
+    others = [p for o in inputs if o.token != site.token
+              for p in site_paths(o, acct.home, inputs)]
+    # Sites of the panel that are not isolated are sites too: a process in
+    # a nested, non-isolated sibling's docroot is that sibling's.
+    try:
+        others += [r.docroot.rstrip("/") for r in
+                   panels.get_panel(cfg).domains(owner=acct.name).values()
+                   if r.docroot.rstrip("/") != site.docroot]
+    except SiteisoError as e:
+        log.warning("cannot read the panel to tell sites apart: %s", e.message)
+    match = lifecycle.SiteMatch(
+        docroot=site.docroot, paths=tuple(site_paths(site, acct.home, inputs)),
+        other_paths=tuple(sorted(set(others))), exclude_mntns=views)
+    procs = lifecycle.find_site_processes(acct.uid, match)
+    if procs:
+        result = lifecycle.terminate(procs, cfg.grace_seconds)
+        log.info("site %s: %d processes started before isolation ended",
+                 site.names[0] if site.names else site.token, result.ended)
 
 
 def _fields(h: Holder) -> tuple[str, int, int, int, int, str, str, str]:
