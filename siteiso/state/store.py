@@ -32,6 +32,7 @@ FAULT_POINTS = (
     "state-renamed",     # new state in place, directory not yet fsynced
     "state-written",     # state durable, no side effect yet
     "mirrors-written",   # flag/mode/list mirrors re-driven
+    "holder-started",    # a new view's holder runs, the index does not name it yet
     "views-converged",   # views, processes and services re-driven
 )
 

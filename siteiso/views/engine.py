@@ -28,7 +28,7 @@ from siteiso.plan import CageInput, SiteInput, cage_plan, render, site_plan
 from siteiso.plan.sites import inside, site_paths
 from siteiso.plan.view import Storage
 from siteiso.procs import lifecycle
-from siteiso.state import Site, State
+from siteiso.state import Site, State, fault
 from siteiso.views import index, web
 from siteiso.views.index import Holder
 
@@ -177,6 +177,7 @@ def start_holder(plan_text: str, kind: str, token: str, docroot: str = "-",
     if r.returncode != 0:
         raise EngineError(r.stderr.strip() or f"siteiso-holder exited {r.returncode}")
     pid = int(r.stdout.split()[0])
+    fault("holder-started")
     return Holder(kind, token, pid, index.starttime(pid), index.ns_inode(pid, "pid"),
                   index.ns_inode(pid, "mnt"), docroot, names, "-")
 
@@ -330,6 +331,7 @@ def converge_user(st: State, cfg: Config, uid: int, name: str | None,
     keep_retired = [Holder("retired", *_fields(h)) for h in (*retired, *to_retire)
                     if h.kind != "cage"]
     index.write(uid, new + keep_retired)
+    _reap_unindexed(ucg, {h.pid for h in (*new, *keep_retired)})
     web.converge_sites(acct, inputs, cfg, gone=[h.token for h in gone])
     views = tuple(h.mntns for h in (*new, *keep_retired))
     for s in fresh:
@@ -365,6 +367,26 @@ def _restart_outside_processes(cfg: Config, acct: Account, site: SiteInput,
         result = lifecycle.terminate(procs, cfg.grace_seconds)
         log.info("site %s: %d processes started before isolation ended",
                  site.names[0] if site.names else site.token, result.ended)
+
+
+def _reap_unindexed(user_cg: str, indexed: set[int]) -> None:
+    """Holders no index names (a command killed between starting a holder
+    and writing the index) are ended: a holder is the only root process in a
+    site's or the cage's cgroup."""
+    for pid in lifecycle.cgroup_pids(user_cg):
+        if pid in indexed:
+            continue
+        try:
+            if os.stat(f"/proc/{pid}").st_uid != 0:
+                continue
+            fd = os.pidfd_open(pid)
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        try:
+            signal.pidfd_send_signal(fd, signal.SIGKILL)
+            log.info("ended holder %d that no index named", pid)
+        finally:
+            os.close(fd)
 
 
 def _fields(h: Holder) -> tuple[str, int, int, int, int, str, str, str]:

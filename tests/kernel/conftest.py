@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from harness import Sandbox
 
 FLAG = "/opt/cloudlinux/flags/enabled-flags.d/website-isolation.flag"
@@ -26,8 +25,9 @@ def make_server(sbx: Sandbox) -> Sandbox:
     sbx.useradd("sysacct", uid=500)
     files = {}
     for domain, (owner, docroot) in DOMAINS.items():
-        files.setdefault(owner, {})[f"{docroot}/index.php"] = f"<?php echo '{domain}';\n"
-        files[owner][f"{docroot}/wp-config.php"] = f"<?php $pw = 'secret-{domain}';\n"
+        tree = files.setdefault(owner, {})
+        tree[f"{docroot}/index.php"] = f"<?php echo '{domain}';\n"
+        tree[f"{docroot}/wp-config.php"] = f"<?php $pw = 'secret-{domain}';\n"
     for owner, tree in files.items():
         sbx.make_tree(owner, tree)
     sbx.set_domains(DOMAINS)

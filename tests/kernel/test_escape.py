@@ -97,7 +97,7 @@ def test_escape_through_symlink_and_dotdot(iso):
 
 
 def test_escape_through_mount_and_user_namespace(iso):
-    for script in (f"mount --bind /home/john /tmp && cat /tmp/blog/wp-config.php",
+    for script in ("mount --bind /home/john /tmp && cat /tmp/blog/wp-config.php",
                    "unshare -Urm true", "unshare -m true",
                    "python3 -c 'import os; os.unshare(0x10000000)'"):
         r = in_site(iso, A, script)
@@ -178,7 +178,7 @@ def test_exit_status_and_signals_pass_through(iso):
 
 
 def test_failed_namespace_entry_never_runs_the_command(iso):
-    holders = iso.read("/run/siteiso/index/%d" % iso.users["john"].uid)
+    holders = iso.read(f"/run/siteiso/index/{iso.users['john'].uid}")
     pids = [line.split("\t")[2] for line in holders.splitlines()
             if line.startswith("site\t")]
     for pid in pids:

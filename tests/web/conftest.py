@@ -7,8 +7,8 @@ import json
 from urllib.parse import urlencode
 
 import pytest
-
 from harness import Sandbox
+
 from siteiso.sandbox import curl, start_apache
 
 SITES = {
@@ -26,7 +26,8 @@ $op = $_GET['op'] ?? 'read';
 $t = $_GET['t'] ?? '';
 $r = ['op' => $op, 'ok' => false, 'out' => null];
 switch ($op) {
-case 'read':    $v = @file_get_contents($t); $r['ok'] = $v !== false; $r['out'] = $v; break;
+case 'read':    $v = @file_get_contents($t); $r['ok'] = $v !== false;
+                $r['out'] = $v; break;
 case 'list':    $v = @scandir($t); $r['ok'] = $v !== false; $r['out'] = $v; break;
 case 'include': ob_start(); $v = @include($t); $r['out'] = ob_get_clean();
                 $r['ok'] = $v !== false; break;
