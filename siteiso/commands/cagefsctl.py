@@ -12,6 +12,7 @@ import argparse
 import json
 import secrets
 import sys
+from collections.abc import Iterable
 
 from siteiso import accounts, config, panels
 from siteiso.commands.common import log, require_root, run_main, setup_logging
@@ -62,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _unique(items: list[str]) -> list[str]:
+def _unique(items: Iterable[str]) -> list[str]:
     seen: dict[str, None] = {}
     for item in items:
         seen.setdefault(item, None)
@@ -81,6 +82,13 @@ def _domains(names: list[str]) -> list[str]:
 class Admin:
     def __init__(self, cfg: config.Config) -> None:
         self.cfg = cfg
+        # Users whose views the change affects; None: every user.
+        self.touched: set[str] | None = None
+
+    def _touch(self, user: str) -> None:
+        if self.touched is None:
+            self.touched = set()
+        self.touched.add(user)
 
     # ---- user gates ---------------------------------------------------
 
@@ -121,6 +129,7 @@ class Admin:
                 st.allowed.remove(u)
             for site in st.sites_of(u):
                 self._drop_site(st, site)
+            self._touch(u)
         return f"Website isolation was denied for user(s): {', '.join(users)}"
 
     def toggle_mode(self, st: State) -> str:
@@ -148,6 +157,7 @@ class Admin:
             docroot = engine.resolve_docroot(acct, rec.docroot)
             planned.append((d, acct, docroot))
         for d, acct, docroot in planned:
+            self._touch(acct.name)
             if st.site_of(d) is not None:
                 continue
             site = st.site_by_docroot(acct.name, docroot)
@@ -172,6 +182,7 @@ class Admin:
             site = st.site_of(d)
             if site is None:
                 continue
+            self._touch(site.owner)
             site.names.remove(d)
             st.php_kept[d] = dict(site.php)
             if not site.names:
@@ -261,12 +272,15 @@ def main(argv: list[str] | None = None) -> int:
                 msg = admin.allow(st, args.site_isolation_allow)
             elif args.site_isolation_deny:
                 msg = admin.deny(st, args.site_isolation_deny)
+                users = sorted(admin.touched or ())
             elif args.site_isolation_toggle_mode:
                 msg = admin.toggle_mode(st)
             elif args.site_isolation_enable:
                 msg = admin.enable(st, args.site_isolation_enable)
+                users = sorted(admin.touched or ())
             elif args.site_isolation_disable:
                 msg = admin.disable(st, args.site_isolation_disable)
+                users = sorted(admin.touched or ())
             elif args.site_isolation_regenerate:
                 msg = admin.regenerate(st, args.site_isolation_regenerate)
                 users, rebuild = _users(args.site_isolation_regenerate, cfg), True

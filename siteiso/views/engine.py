@@ -244,21 +244,26 @@ def _hides(old_plan: str, new_plan: str) -> bool:
 
 def converge(st: State, cfg: Config, users: list[str] | None = None,
              rebuild: bool = False) -> None:
-    """Make views, holders and the index match the recorded state."""
+    """Make views, holders and the index match the recorded state, for the
+    given users (None: every user with sites or with an index)."""
     index.ensure_run_dirs()
-    owners = {s.owner for s in st.sites.values()}
-    indexed = set(index.known_uids())
     targets: dict[int, str | None] = {}
-    for name in owners:
+    wanted = {s.owner for s in st.sites.values()} if users is None else set(users)
+    for name in wanted:
         try:
             targets[pwd.getpwnam(name).pw_uid] = name
         except KeyError:
             continue
-    for uid in indexed:
-        targets.setdefault(uid, None)
-    for uid, name in sorted(targets.items()):
-        only = users is not None and name not in users
-        converge_user(st, cfg, uid, name, rebuild=rebuild and not only)
+    owners = set()
+    for name in {s.owner for s in st.sites.values()}:
+        with contextlib.suppress(KeyError):
+            owners.add(pwd.getpwnam(name).pw_uid)
+    for uid in index.known_uids():
+        # Leftovers (views of users without isolated sites) go every time.
+        if users is None or uid not in owners:
+            targets.setdefault(uid, None)
+    for uid, owner in sorted(targets.items()):
+        converge_user(st, cfg, uid, owner, rebuild=rebuild)
 
 
 def converge_user(st: State, cfg: Config, uid: int, name: str | None,

@@ -61,10 +61,10 @@ def read(uid: int) -> list[Holder]:
         return []
     out = []
     for line in lines:
-        f = line.split("\t")
-        if f[0] in ("site", "retired", "cage") and len(f) == 9:
-            out.append(Holder(f[0], f[1], int(f[2]), int(f[3]), int(f[4]),
-                              int(f[5]), f[6], f[7], f[8]))
+        v = line.split("\t")
+        if v[0] in ("site", "retired", "cage") and len(v) == 9:
+            out.append(Holder(v[0], v[1], int(v[2]), int(v[3]), int(v[4]),
+                              int(v[5]), v[6], v[7], v[8]))
     return out
 
 
