@@ -472,11 +472,41 @@ def missing_required(probes: list[Probe] | None = None) -> list[Probe]:
     return [p for p in probes if p.required and not p.ok]
 
 
+CACHE = "/run/siteiso/probes"
+
+
+def _machine_key() -> str:
+    boot = _read("/proc/sys/kernel/random/boot_id") or ""
+    return f"{boot.strip()} {os.uname().release}"
+
+
 def require_for_enable() -> None:
-    """Raise KernelUnsupported naming every missing feature with no fallback."""
+    """Raise KernelUnsupported naming every missing feature with no fallback.
+
+    The kernel does not change under a running system: the verdict is kept
+    in /run/siteiso (gone at reboot) and keyed by boot id and release, so
+    enable does not pay for the probes each time. A forced probe
+    (SITEISO_FORCE_MISSING) always probes afresh."""
+    key = _machine_key()
+    forced = bool(_forced())
+    if not forced:
+        cached = (_read(CACHE) or "").split("\n", 1)
+        if cached[0] == key:
+            names = cached[1].strip() if len(cached) > 1 else ""
+            if names:
+                raise KernelUnsupported(f"missing: {names} (see 'siteiso doctor')")
+            return
     missing = missing_required()
+    names = ", ".join(p.name for p in missing)
+    if not forced and os.geteuid() == 0:
+        try:
+            os.makedirs(os.path.dirname(CACHE), mode=0o711, exist_ok=True)
+            with open(CACHE + ".tmp", "w", encoding="utf-8") as f:
+                f.write(f"{key}\n{names}\n")
+            os.rename(CACHE + ".tmp", CACHE)
+        except OSError:
+            pass
     if missing:
-        names = ", ".join(p.name for p in missing)
         raise KernelUnsupported(f"missing: {names} (see 'siteiso doctor')")
 
 

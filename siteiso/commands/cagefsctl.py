@@ -14,7 +14,7 @@ import secrets
 import sys
 from collections.abc import Iterable
 
-from siteiso import accounts, config, panels
+from siteiso import accounts, config, panels, platform
 from siteiso.commands.common import log, require_root, run_main, setup_logging
 from siteiso.errors import (
     DomainNotFound,
@@ -145,6 +145,7 @@ class Admin:
         domains = _domains(names)
         if not st.flag:
             raise NotEnabled()
+        platform.require_for_enable()
         panel = panels.get_panel(self.cfg)
         planned: list[tuple[str, accounts.Account, str]] = []
         for d in domains:
