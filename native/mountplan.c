@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -227,6 +228,10 @@ static void parse_op(char *line, const char *kw, struct plan_op *op)
                 fields(line, f, 2);
                 op->kind = OP_RO;
                 op->path = clean_path(f[1]);
+        } else if (strcmp(kw, "detach") == 0) {
+                fields(line, f, 2);
+                op->kind = OP_DETACH;
+                op->path = clean_path(f[1]);
         } else {
                 bad_plan("unknown operation");
         }
@@ -312,7 +317,8 @@ void plan_parse(char *buf, size_t len, enum plan_mode mode, struct plan *plan)
                                 plan->proc_opts = strcmp(f[1], "-") == 0 ? "" : f[1];
                         }
                 } else {
-                        if (!seen_version || !seen_uid || !plan->home)
+                        if (!seen_version ||
+                            (mode == PLAN_BUILD && (!seen_uid || !plan->home)))
                                 bad_plan("operation before version, uid and home");
                         if (mode == PLAN_BUILD &&
                             (!plan->cgroup || !seen_pidns || !plan->proc_opts))
@@ -323,8 +329,12 @@ void plan_parse(char *buf, size_t len, enum plan_mode mode, struct plan *plan)
         }
 
         parse_line_no++;
-        if (!seen_version || !seen_uid || !plan->home)
+        if (!seen_version || (mode == PLAN_BUILD && (!seen_uid || !plan->home)))
                 bad_plan("missing version, uid or home");
+        /* apply: uid and home are needed only to clone from the user's tree. */
+        for (size_t i = 0; i < plan->n_ops && mode == PLAN_APPLY; i++)
+                if (plan->ops[i].kind == OP_CLONE && (!seen_uid || !plan->home))
+                        bad_plan("clone without uid and home");
         if (mode == PLAN_BUILD && (!plan->cgroup || !seen_pidns || !plan->proc_opts))
                 bad_plan("missing cgroup, pidns or proc");
 }
@@ -583,6 +593,15 @@ static void op_ro(const struct plan_op *op)
                 die_errno("make %s read-only", op->path);
 }
 
+/* The host unmounted a file system that this view still holds: let go of it here too (lazily,
+ * like umount -l), so nothing stays busy. A mount already gone is not an error. */
+static void op_detach(const struct plan_op *op)
+{
+        if (umount2(op->path, MNT_DETACH | UMOUNT_NOFOLLOW) < 0 && errno != EINVAL &&
+            errno != ENOENT)
+                die_errno("detach %s", op->path);
+}
+
 void plan_apply_op(struct plan_ctx *ctx, const struct plan_op *op)
 {
         switch (op->kind) {
@@ -603,6 +622,9 @@ void plan_apply_op(struct plan_ctx *ctx, const struct plan_op *op)
                 break;
         case OP_RO:
                 op_ro(op);
+                break;
+        case OP_DETACH:
+                op_detach(op);
                 break;
         }
 }

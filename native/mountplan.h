@@ -21,6 +21,7 @@ enum plan_op_kind {
         OP_ATTACH,
         OP_MASK,
         OP_RO,
+        OP_DETACH,
 };
 
 struct plan_op {

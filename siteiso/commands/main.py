@@ -15,8 +15,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("install", help="put siteiso in its system places")
     sub.add_parser("uninstall", help="remove everything install put in place")
     sub.add_parser("doctor", help="print every platform probe and check")
+    follow = sub.add_parser("follow-unmounts",
+                            help="let every view go of unmounted file systems")
+    follow.add_argument("devices", nargs="+", metavar="MAJOR:MINOR")
     demo = sub.add_parser("demo", help="a scripted admin session on a sandboxed server")
     demo.add_argument("--quiet", action="store_true")
+    sub.add_parser("daemon", help="run siteisod in the foreground")
     return p
 
 
@@ -36,9 +40,17 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "doctor":
             from siteiso.commands.doctor import doctor
             return doctor()
+        elif args.cmd == "follow-unmounts":
+            from siteiso.commands.common import require_root
+            from siteiso.views.follow import follow_unmounts
+            require_root()
+            print(f"detached {follow_unmounts(set(args.devices))} mount(s) in views")
         elif args.cmd == "demo":
             from siteiso.commands.demo import demo
             return demo(quiet=args.quiet)
+        elif args.cmd == "daemon":
+            from siteiso.service.daemon import run
+            return run()
         return 0
 
     return run_main(body, debug=args.debug, as_json=False)

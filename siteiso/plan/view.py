@@ -157,7 +157,10 @@ def _covered(c: CageInput, roots: list[str], private_home: list[str]) -> list[Op
     tmpfs, make the directories the view needs, then make the tmpfs
     read-only before anything is attached on it (so attached trees stay
     writable)."""
-    ops = [op("tmpfs", r, "0755", 0, 0, "rw") for r in roots]
+    # The host's own mounts there are let go first (no hidden copy of another
+    # home's file system stays under the cover, nothing is kept busy by it).
+    ops = [op("detach", r) for r in roots]
+    ops += [op("tmpfs", r, "0755", 0, 0, "rw") for r in roots]
     ops += [m for r in roots for m in _mkdirs(c.home, r)]
     if private_home:
         ops.append(op("tmpfs", c.home, "0711", 0, 0, "rw"))

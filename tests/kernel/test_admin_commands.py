@@ -5,36 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import ALLOW_ALL, ALLOWED, DENIED, DENY_ALL, FLAG
+from testlib import fails, ok, state
 
 pytestmark = pytest.mark.kernel
-
-
-def ok(sbx, *args):
-    r = sbx.cagefsctl(*args)
-    assert r.returncode == 0, r.stderr
-    assert r.stderr == ""
-    return r.stdout
-
-
-def fails(sbx, *args, code=1):
-    r = sbx.cagefsctl(*args)
-    assert r.returncode == code, (r.stdout, r.stderr)
-    return r.stderr.strip()
-
-
-def state(sbx):
-    """The recorded state as the seed's paths show it."""
-    def ls(d):
-        r = sbx.run(["ls", "-1", d], check=False)
-        return sorted(r.stdout.split()) if r.returncode == 0 else None
-    return {
-        "flag": sbx.exists(FLAG),
-        "allow_all": sbx.exists(ALLOW_ALL),
-        "deny_all": sbx.exists(DENY_ALL),
-        "denied": ls(DENIED),
-        "allowed": ls(ALLOWED),
-    }
 
 
 # ---- messages -----------------------------------------------------------

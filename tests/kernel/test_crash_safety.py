@@ -4,7 +4,7 @@ the next command converges (SPEC §2 "Atomicity")."""
 from __future__ import annotations
 
 import pytest
-from test_admin_commands import ok, state
+from testlib import ok, state
 
 from siteiso.state.store import FAULT_POINTS
 

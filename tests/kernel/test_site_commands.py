@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_admin_commands import fails, ok
+from testlib import fails, ok
 
 pytestmark = pytest.mark.kernel
 

@@ -1,0 +1,61 @@
+"""Shared by the kernel and web tiers: a small hosting server (two accounts,
+four domains), the recorded-state paths, and cagefsctl helpers."""
+
+from __future__ import annotations
+
+from harness import Sandbox
+
+FLAG = "/opt/cloudlinux/flags/enabled-flags.d/website-isolation.flag"
+ALLOW_ALL = "/etc/cagefs/site-isolation.mode.allow_all"
+DENY_ALL = "/etc/cagefs/site-isolation.mode.deny_all"
+DENIED = "/etc/cagefs/site-isolation.users.denied"
+ALLOWED = "/etc/cagefs/site-isolation.users.allowed"
+
+DOMAINS = {
+    "example.com": ("john", "/home/john/public_html"),
+    "shop.example.com": ("john", "/home/john/public_html/shop"),
+    "blog.example.org": ("john", "/home/john/blog"),
+    "jane.example.net": ("jane", "/home/jane/public_html"),
+}
+
+
+def make_server(sbx: Sandbox) -> Sandbox:
+    sbx.useradd("john")
+    sbx.useradd("jane")
+    sbx.useradd("sysacct", uid=500)
+    files = {}
+    for domain, (owner, docroot) in DOMAINS.items():
+        tree = files.setdefault(owner, {})
+        tree[f"{docroot}/index.php"] = f"<?php echo '{domain}';\n"
+        tree[f"{docroot}/wp-config.php"] = f"<?php $pw = 'secret-{domain}';\n"
+    for owner, tree in files.items():
+        sbx.make_tree(owner, tree)
+    sbx.set_domains(DOMAINS)
+    return sbx
+
+
+def ok(sbx, *args):
+    r = sbx.cagefsctl(*args)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == ""
+    return r.stdout
+
+
+def fails(sbx, *args, code=1):
+    r = sbx.cagefsctl(*args)
+    assert r.returncode == code, (r.stdout, r.stderr)
+    return r.stderr.strip()
+
+
+def state(sbx):
+    """The recorded state as the seed's paths show it."""
+    def ls(d):
+        r = sbx.run(["ls", "-1", d], check=False)
+        return sorted(r.stdout.split()) if r.returncode == 0 else None
+    return {
+        "flag": sbx.exists(FLAG),
+        "allow_all": sbx.exists(ALLOW_ALL),
+        "deny_all": sbx.exists(DENY_ALL),
+        "denied": ls(DENIED),
+        "allowed": ls(ALLOWED),
+    }
