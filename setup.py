@@ -13,7 +13,8 @@ from setuptools import Extension, setup
 from setuptools.command.build_py import build_py
 
 PROGRAMS = {
-    "siteiso-holder": ["native/holder.c", "native/mountplan.c", "native/util.c"],
+    "siteiso-holder": ["native/holder.c", "native/mountplan.c", "native/seccomp.c",
+                       "native/util.c"],
     "siteiso-enter": ["native/enter.c", "native/seccomp.c", "native/util.c"],
 }
 CFLAGS = ["-O2", "-Wall", "-Wextra", "-Werror", "-D_GNU_SOURCE", "-std=gnu11",

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
@@ -213,8 +214,28 @@ static bool path_under(const char *path, const char *dir)
         return strncmp(path, dir, n) == 0 && path[n] == '/';
 }
 
+/* Is fd 0 a listening unix stream socket? That is how a FastCGI process manager (mod_fcgid)
+ * starts an application: before any request, with nothing of one in the environment. */
+static bool fastcgi_spawn(void)
+{
+        int val;
+        socklen_t len = sizeof(val);
+
+        if (getsockopt(STDIN_FILENO, SOL_SOCKET, SO_ACCEPTCONN, &val, &len) < 0 || !val)
+                return false;
+        len = sizeof(val);
+        if (getsockopt(STDIN_FILENO, SOL_SOCKET, SO_DOMAIN, &val, &len) < 0 || val != AF_UNIX)
+                return false;
+        len = sizeof(val);
+        return getsockopt(STDIN_FILENO, SOL_SOCKET, SO_TYPE, &val, &len) == 0 &&
+               val == SOCK_STREAM;
+}
+
 /* A handler runs for the site whose docroot the web server serves, and for scripts in that
- * docroot but in no other site's docroot nested inside it. */
+ * docroot but in no other site's docroot nested inside it. A FastCGI application spawned
+ * before any request (no DOCUMENT_ROOT, no script named, its listening socket on fd 0) runs
+ * for the site the token names: the scripts of the requests it serves later are looked up
+ * in the site's view, where no sibling's tree exists. */
 static void check_handler_env(const struct index *idx, const struct index_rec *site)
 {
         const char *env_docroot = getenv("DOCUMENT_ROOT");
@@ -231,6 +252,8 @@ static void check_handler_env(const struct index *idx, const struct index_rec *s
                         die("cannot run handler for site %s: out of memory", site->token);
         }
 
+        if (!env_docroot && !script && !translated && fastcgi_spawn())
+                return;
         if (!env_docroot)
                 die("cannot run handler for site %s: DOCUMENT_ROOT is not set; refused",
                     site->token);
