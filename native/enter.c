@@ -590,10 +590,16 @@ int main(int argc, char **argv)
         if (e.mode == MODE_HANDLER)
                 check_handler_env(&idx, e.rec);
 
-        /* Inside its own PID namespace the holder is PID 1. */
-        pid_t holder = e.inside && e.rec->pidns != idx.host.pidns ? 1 : e.rec->pid;
-        e.holder_pidfd = open_holder(&e, holder);
-        _cleanup_close_ int cgroup_fd = holder_cgroup(e.holder_pidfd, holder);
+        /* A caller inside the view is already in its namespaces (caller_view matched both its
+         * PID and mount namespace to the record) and in its cgroup, which it cannot leave: it
+         * needs nothing from the holder, and under the site's Landlock domain it could not
+         * reach it anyway (ptrace-class access to a process outside the domain). */
+        _cleanup_close_ int cgroup_fd = -1;
+        e.holder_pidfd = -1;
+        if (!e.inside) {
+                e.holder_pidfd = open_holder(&e, e.rec->pid);
+                cgroup_fd = holder_cgroup(e.holder_pidfd, e.rec->pid);
+        }
 
         /* No descriptor may lead out of the view: 3 and up are closed in the child, and a
          * directory on 0-2 is refused. */
@@ -631,8 +637,8 @@ int main(int argc, char **argv)
                 .exit_signal = SIGCHLD,
                 .cgroup = (uint64_t)cgroup_fd,
         };
-        pid_t child = (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
-        if (child < 0 && errno == ENOSYS) {
+        pid_t child = e.inside ? fork() : (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
+        if (!e.inside && child < 0 && errno == ENOSYS) {
                 /* Older kernel, or inside a view, whose filter answers clone3 with ENOSYS. */
                 e.procs_fd = openat(cgroup_fd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
                 if (e.procs_fd < 0)

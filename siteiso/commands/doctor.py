@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import glob
 import os
 import subprocess
@@ -59,6 +60,18 @@ def _database_warnings() -> list[str]:
     return out
 
 
+def _landlock_line() -> str:
+    """Abstract unix sockets are scoped per site only with Landlock ABI 6."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    abi = libc.syscall(444, None, 0, 1)  # landlock_create_ruleset(VERSION)
+    if abi >= 6:
+        return (f"ok      landlock_scope  ABI {abi}: a site cannot reach abstract "
+                "unix sockets outside it")
+    return (f"MISSING landlock_scope  ABI {max(abi, 0)} (< 6): sites can connect to "
+            "each other's abstract unix sockets (no fallback; filesystem sockets "
+            "stay isolated)")
+
+
 def doctor() -> int:
     cfg = config.load()
     note = " (shared files are not isolated)" if cfg.home_mode == "shared" else ""
@@ -66,6 +79,7 @@ def doctor() -> int:
           f"{cfg.home_mode}{note}")
     for line in platform.doctor_lines():
         print(line)
+    print(_landlock_line())
     for line in _include_checks():
         print(line)
     for line in _database_warnings():

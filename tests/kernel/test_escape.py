@@ -242,3 +242,22 @@ def test_docroot_swapped_for_symlink_to_another_home(server):
     r = server.cagefsctl("--site-isolation-enable", B)
     assert r.returncode == 1
     assert server.cagefsctl("--site-isolation-list").stdout.startswith("No users")
+
+
+def test_sibling_abstract_unix_socket_is_unreachable(iso):
+    server = ("import socket,time; s=socket.socket(socket.AF_UNIX);"
+              "s.bind('\\0siteiso-test-b'); s.listen(); print('up', flush=True);"
+              "time.sleep(30)")
+    p = iso.popen(["cagefs_enter_site", B, "python3", "-c", server], user="john")
+    try:
+        assert p.stdout is not None and p.stdout.readline().strip() == "up"
+        client = ("import socket; s=socket.socket(socket.AF_UNIX);"
+                  "s.connect('\\0siteiso-test-b'); print('connected')")
+        r = enter(iso, A, "python3", "-c", client)
+        assert "connected" not in r.stdout
+        # Outside every view (the account itself) the socket is real.
+        r = iso.run(["python3", "-c", client], user="john", check=False)
+        assert "connected" in r.stdout
+    finally:
+        p.kill()
+        p.wait()
