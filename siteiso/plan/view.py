@@ -42,6 +42,11 @@ SITE_MASKED_DIRS = ("/opt/siteiso", "/var/spool/cron", "/var/spool/at",
 
 PHP_SESSION_DIRS = ("/var/lib/php/sessions",)
 
+# The local MTA's queues and logs stay writable (by the MTA's own setuid or
+# setgid programs; their modes keep sites out): mail() must keep working.
+MTA_WRITABLE = ("/var/spool/exim4", "/var/log/exim4", "/var/spool/postfix",
+                "/var/spool/mqueue", "/var/spool/clientmqueue")
+
 
 @dataclass(frozen=True)
 class Storage:
@@ -115,7 +120,11 @@ def _system(c: CageInput, extra_dirs: tuple[str, ...] = (),
             ops.append(op("mask", real.get(f, f), "file"))
     ops += [op("mask", f"/run/user/{c.uid}", "dir")] \
         if f"/run/user/{c.uid}" in c.existing else []
-    return ops
+    # Cloned before / turns read-only (a clone keeps its source's flags).
+    mta = [real.get(d, d) for d in MTA_WRITABLE if d in c.existing]
+    clones = [op("clone", 240 + i, d, "sys", "dir") for i, d in enumerate(mta)]
+    ops += [op("attach", 240 + i, d, "rw") for i, d in enumerate(mta)]
+    return clones + ops
 
 
 def _private_tmp(c: CageInput, slot0: int) -> tuple[list[Op], list[Op]]:

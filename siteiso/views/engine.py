@@ -26,7 +26,7 @@ from siteiso.errors import EngineError, SiteisoError
 from siteiso.names import validate_docroot
 from siteiso.plan import CageInput, SiteInput, cage_plan, render, site_plan
 from siteiso.plan.sites import inside, site_paths
-from siteiso.plan.view import Storage
+from siteiso.plan.view import MTA_WRITABLE, Storage
 from siteiso.procs import lifecycle
 from siteiso.state import Site, State, fault
 from siteiso.views import index, web
@@ -48,6 +48,7 @@ SYSTEM_PATHS_PROBED = (
     "/usr/bin/busctl", "/usr/bin/dbus-send", "/usr/local/bin/cagefsctl-user",
     "/usr/local/bin/selectorctl", "/usr/local/sbin/cagefsctl",
     "/usr/local/sbin/siteiso", "/usr/local/bin/siteiso",
+    *MTA_WRITABLE,
 )
 
 
