@@ -81,8 +81,10 @@ class User:
 class Sandbox:
     """One private server. Use as a context manager or through the fixture."""
 
-    def __init__(self, name: str = "t") -> None:
+    def __init__(self, name: str = "t", overlay_usr: bool = False) -> None:
         self.name = name
+        # /usr too, for tests that install or uninstall siteiso itself.
+        self.overlaid = (*OVERLAID, "/usr") if overlay_usr else OVERLAID
         self.proc: subprocess.Popen[str] | None = None
         self.pid = 0
         cg_mount = host_cgroup2()
@@ -96,7 +98,7 @@ class Sandbox:
     def start(self) -> Sandbox:
         script = SETUP.format(
             sbx=SBX,
-            overlaid=" ".join(OVERLAID),
+            overlaid=" ".join(self.overlaid),
             cgpriv=CG_PRIVATE,
             reaper=REAPER.replace("'", "'\\''"),
         )
