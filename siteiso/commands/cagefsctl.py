@@ -242,6 +242,18 @@ class Admin:
         return "\n".join(blocks)
 
 
+def commit(st: State, cfg: config.Config, users: list[str] | None = None,
+           rebuild: bool = False) -> None:
+    """Save a changed state, then re-drive its side effects (lock held).
+
+    cagefsctl and siteisod (for cagefsctl-user) change state only through here.
+    """
+    save(st)
+    mirrors.apply(st)
+    engine.converge(st, cfg, users=users, rebuild=rebuild)
+    fault("views-converged")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # Flags may follow a list of names (`--site-isolation-list john --json`
@@ -292,10 +304,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 rebuild = True
                 msg = "Remounted website isolation for all users."
-            save(st)
-            mirrors.apply(st)
-            engine.converge(st, cfg, users=users, rebuild=rebuild)
-            fault("views-converged")
+            commit(st, cfg, users=users, rebuild=rebuild)
         print(msg)
         return 0
 

@@ -38,7 +38,8 @@ except ConnectionResetError:
 print(answer.decode().strip())
 """
 LIST = json.dumps({"command": "site-isolation-list"})
-DISABLE_A = json.dumps({"command": "site-isolation-disable", "domains": ["example.com"]})
+DISABLE_A = json.dumps({"command": "site-isolation-disable",
+                        "domains": ["example.com"]})
 
 
 # ---- helpers -------------------------------------------------------------------
@@ -59,11 +60,21 @@ def wait_for(cond, what, timeout=10.0):
 
 
 def start_daemon(sbx):
+    """Start siteisod; return once it runs (and, with the flag, answers)."""
+    stale = sbx.read(PIDFILE).strip() if sbx.exists(PIDFILE) else ""
     proc = sbx.popen(["siteiso", "daemon"])
-    wait_for(lambda: sbx.exists(PIDFILE) or proc.poll() is not None, "the pidfile")
+
+    def running():
+        r = sbx.sh(f'p=$(cat {PIDFILE}) && [ "$p" != "{stale}" ] && kill -0 "$p"',
+                   check=False)
+        return r.returncode == 0 or proc.poll() is not None
+
+    wait_for(running, "the pidfile")
     assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
     if sbx.exists("/opt/cloudlinux/flags/enabled-flags.d/website-isolation.flag"):
-        wait_for(lambda: sbx.exists(SOCK), "the user socket")
+        probe = f"import socket; socket.socket(socket.AF_UNIX).connect({SOCK!r})"
+        wait_for(lambda: sbx.run(["python3", "-c", probe], check=False)
+                 .returncode == 0, "the user socket")
     return proc
 
 
@@ -83,6 +94,8 @@ def siteisod(server):
     yield proc
     if proc.poll() is None:
         stop_daemon(server, proc)
+    # Without syslog, warnings (a refused caller) go to stderr; tracebacks never.
+    assert proc.stderr is not None and "Traceback" not in proc.stderr.read()
 
 
 def user_cmd(sbx, user, *args):
@@ -209,6 +222,10 @@ def test_socket_is_served_while_the_flag_exists(server):
         assert user_cmd(server, "john", "site-isolation-list")[0] == 0
         admin(server, "--site-isolation-deny-all")
         wait_for(lambda: not server.exists(SOCK), "the socket to go after deny-all")
+        # The flag's directories removed and made again: still followed.
+        server.run(["rm", "-rf", "/opt/cloudlinux"])
+        admin(server, "--site-isolation-allow-all")
+        wait_for(lambda: server.exists(SOCK), "the socket after a new flag tree")
     finally:
         stop_daemon(server, proc)
 
@@ -247,6 +264,29 @@ def test_leaked_socket_descriptor_is_refused_inside_a_site(server, siteisod, how
         prefix = f"echo $$ > {cg}/cgroup.procs && "
     assert through_descriptor(server, nsenter, DISABLE_A, prefix=prefix) == \
         {"result": "error", "message": INSIDE}
+    assert isolated(server) == {"john": ["example.com"]}
+
+
+HANDED_ON = r"""
+import os, socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+parent = os.getpid()
+if os.fork():
+    os._exit(0)                 # the process that connected is gone ...
+while os.getppid() == parent:
+    time.sleep(0.01)
+s.sendall(sys.argv[2].encode() + b"\n")    # ... its child asks
+print(s.makefile().readline().strip())
+"""
+
+
+def test_caller_that_cannot_be_seen_is_refused(server, siteisod):
+    admin(server, "--site-isolation-enable", "example.com")
+    r = server.run(["python3", "-c", HANDED_ON, SOCK, DISABLE_A], user="john")
+    got = json.loads(r.stdout)
+    assert got["result"] == "error"
+    assert got["message"].startswith("siteisod cannot"), got
     assert isolated(server) == {"john": ["example.com"]}
 
 
@@ -343,12 +383,22 @@ def test_restarting_the_daemon_stops_no_site(server, siteisod):
                     "/home/john/public_html/index.php"], user="john", check=False)
     assert r.returncode == 0 and "example.com" in r.stdout, r.stderr
     again = start_daemon(server)
+    assert holder(server, "john", "site") == before
+    assert user_cmd(server, "john", "site-isolation-list") == \
+        (0, '{"result": "success", "enabled_sites": ["example.com"]}\n')
+    # Killed outright: the stale socket and pidfile do not stop the next one.
+    server.run(["kill", "-KILL", str(daemon_pid(server))])
+    again.wait(timeout=30)
+    code, out = user_cmd(server, "john", "site-isolation-list")
+    assert (code, answer(out)["message"]) == (1, "siteisod is not running: ask "
+                                              "the server administrator to start "
+                                              "it (siteiso daemon)")
+    third = start_daemon(server)
     try:
+        assert user_cmd(server, "john", "site-isolation-list")[0] == 0
         assert holder(server, "john", "site") == before
-        assert user_cmd(server, "john", "site-isolation-list") == \
-            (0, '{"result": "success", "enabled_sites": ["example.com"]}\n')
     finally:
-        stop_daemon(server, again)
+        stop_daemon(server, third)
 
 
 def test_idle_daemon_does_not_wake_up(server, siteisod):
@@ -357,5 +407,6 @@ def test_idle_daemon_does_not_wake_up(server, siteisod):
     pid = daemon_pid(server)
     time.sleep(0.5)
     before = ctx_switches(server, pid)
+    assert before > 0
     time.sleep(3)
     assert ctx_switches(server, pid) == before
