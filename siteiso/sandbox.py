@@ -185,7 +185,8 @@ class Sandbox:
             u = self.users.get(user)
             base_env["HOME"] = u.home if u else "/"
             base_env["USER"] = user
-            inner = ["setpriv", f"--reuid={user}", f"--regid={user}",
+            group = str(u.gid) if u else user
+            inner = ["setpriv", f"--reuid={user}", f"--regid={group}",
                      "--init-groups", "--", *inner]
         base_env.update(env or {})
         envs = [f"{k}={v}" for k, v in base_env.items()]

@@ -20,6 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
     follow.add_argument("devices", nargs="+", metavar="MAJOR:MINOR")
     demo = sub.add_parser("demo", help="a scripted admin session on a sandboxed server")
     demo.add_argument("--quiet", action="store_true")
+    from siteiso.commands import hook
+    hook.add_parser(sub)
     sub.add_parser("daemon", help="run siteisod in the foreground")
     return p
 
@@ -45,6 +47,11 @@ def main(argv: list[str] | None = None) -> int:
             from siteiso.views.follow import follow_unmounts
             require_root()
             print(f"detached {follow_unmounts(set(args.devices))} mount(s) in views")
+        elif args.cmd == "hook":
+            from siteiso.commands import hook as hooks
+            from siteiso.commands.common import require_root
+            require_root()
+            return hooks.run(args)
         elif args.cmd == "demo":
             from siteiso.commands.demo import demo
             return demo(quiet=args.quiet)
