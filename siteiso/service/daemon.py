@@ -46,6 +46,7 @@ import signal
 import socket
 import stat
 import struct
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -54,6 +55,13 @@ from dataclasses import dataclass, field
 from siteiso import paths
 from siteiso.commands.common import require_root
 from siteiso.errors import SiteisoError
+from siteiso.service.monitor import (
+    EVERYONE,
+    STATE_CHANGED,
+    DocrootWatch,
+    MountWatch,
+)
+from siteiso.state import load, locked
 from siteiso.views import index
 
 log = logging.getLogger("siteiso.daemon")
@@ -84,7 +92,8 @@ IN_MOVED_FROM, IN_MOVED_TO, IN_CREATE, IN_DELETE = 0x40, 0x80, 0x100, 0x200
 IN_DELETE_SELF, IN_MOVE_SELF, IN_ONLYDIR = 0x400, 0x800, 0x01000000
 IN_FLAG_EVENTS = (IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | IN_DELETE
                   | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR)
-MAX_PIDNS_DEPTH = 33        # the kernel's MAX_PID_NS_LEVEL is 32
+MAX_PIDNS_DEPTH = 33
+COALESCE_SECONDS = 0.5        # the kernel's MAX_PID_NS_LEVEL is 32
 
 # A site's cgroup, as engine.user_cgroup names it: .../siteiso.slice/user-<uid>/
 # site-<token>. Any uid: a caller in another account's site is refused too.
@@ -376,6 +385,11 @@ class Daemon:
         self.sig_w.setblocking(False)
         self.flag = FlagWatch(paths.FLAG)
         self.stopping = False
+        # While sites are isolated: the host's unmounts and the docroots.
+        self.mounts = MountWatch()
+        self.docroots = DocrootWatch()
+        self.watch_lock = threading.Lock()
+        self.pending: dict[str, float] = {}   # user → when to regenerate
 
     # ---- lifetime --------------------------------------------------------
 
@@ -386,7 +400,10 @@ class Daemon:
         self.sel.register(self.sig_r, selectors.EVENT_READ, self._on_signal)
         self.sel.register(self.wake_r, selectors.EVENT_READ, self._on_done)
         self.sel.register(self.flag.fd, selectors.EVENT_READ, self._on_flag)
+        self.sel.register(self.mounts.fd, selectors.EVENT_READ, self._on_mounts)
+        self.sel.register(self.docroots.fd, selectors.EVENT_READ, self._on_docroots)
         self._on_flag(0)
+        self._rewatch()
         try:
             while not self.stopping:
                 for key, mask in self.sel.select(self._timeout()):
@@ -413,6 +430,8 @@ class Daemon:
         signal.set_wakeup_fd(-1)
         self.sel.close()
         self.flag.close()
+        self.mounts.close()
+        self.docroots.close()
         os.close(self.wake_r)
         os.close(self.wake_w)
         self.sig_r.close()
@@ -629,11 +648,66 @@ class Daemon:
             os.close(conn.peer.pidfd)
             conn.peer.pidfd = -1
 
+    # ---- the monitor: host unmounts, docroots, the panel ----------------------
+
+    def _on_mounts(self, _mask: int) -> None:
+        self.mounts.on_event()
+
+    def _on_docroots(self, _mask: int) -> None:
+        # Coalesced: a burst of events (a docroot moved with the panel file
+        # rewritten) becomes one regenerate per user after a quiet moment.
+        due = time.monotonic() + COALESCE_SECONDS
+        with self.watch_lock:
+            users = self.docroots.on_event()
+        for user in users:
+            self.pending.setdefault(user, due)
+
+    def _rewatch(self) -> None:
+        """Aim the docroot watches at what the recorded state isolates."""
+        try:
+            st = load()
+        except SiteisoError as e:
+            log.warning("siteisod: cannot read the state to watch docroots: %s",
+                        e.message)
+            return
+        homes = {}
+        for owner in {site.owner for site in st.sites.values()}:
+            with contextlib.suppress(KeyError):
+                homes[owner] = pwd.getpwnam(owner).pw_dir.rstrip("/")
+        with self.watch_lock:
+            self.docroots.rewatch(st, homes)
+
+    def _regenerate(self, users: set[str]) -> None:
+        """In a worker: re-read the panel for users whose docroots or panel
+        records changed, and converge their views (regenerate)."""
+        from siteiso import config
+        from siteiso.commands.cagefsctl import Admin, commit
+        cfg = config.load()
+        with locked():
+            st = load()
+            if STATE_CHANGED in users or EVERYONE in users:
+                names = {site.owner for site in st.sites.values()}
+            else:
+                names = set(users)
+            existing = []
+            for name in sorted(names - {STATE_CHANGED, EVERYONE}):
+                with contextlib.suppress(KeyError):
+                    pwd.getpwnam(name)
+                    existing.append(name)
+            if existing and (users - {STATE_CHANGED}):
+                Admin(cfg).regenerate(st, existing)
+                commit(st, cfg, users=existing)
+                log.info("siteisod: regenerated %s after a docroot or panel change",
+                         ", ".join(existing))
+        self._rewatch()
+
     # ---- deadlines -----------------------------------------------------------
 
     def _timeout(self) -> float | None:
-        """None (block for good) unless a connection has a deadline."""
+        """None (block for good) unless a connection or a coalesced
+        regenerate has a deadline."""
         deadlines = [c.deadline for c in self.conns if c.deadline != float("inf")]
+        deadlines += self.pending.values()
         if not deadlines:
             return None
         return max(0.0, min(deadlines) - time.monotonic())
@@ -642,6 +716,19 @@ class Daemon:
         now = time.monotonic()
         for conn in [c for c in self.conns if c.deadline <= now]:
             self._close(conn)
+        due = {u for u, t in self.pending.items() if t <= now}
+        if due:
+            for u in due:
+                del self.pending[u]
+            fut = self.pool.submit(self._regenerate, due)
+            fut.add_done_callback(_log_failure)
+
+
+def _log_failure(fut: Future[None]) -> None:
+    exc = None if fut.cancelled() else fut.exception()
+    if exc is not None:
+        log.warning("siteisod: regenerate failed: %s",
+                    exc.message if isinstance(exc, SiteisoError) else exc)
 
 
 # ---- pidfile -------------------------------------------------------------------
