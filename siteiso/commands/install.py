@@ -29,6 +29,23 @@ Before=slices.target
 [Slice]
 Delegate=yes
 """,
+    # systemd before 253 ignores Delegate= on slices: this unit owns the
+    # delegated subtree the views live in on those hosts (cgroup_root in
+    # /etc/siteiso/siteiso.conf then names its cgroup).
+    "siteiso-views.service": """[Unit]
+Description=siteiso: delegated cgroup subtree of the isolated sites' views
+After=local-fs.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/true
+Slice=siteiso.slice
+Delegate=yes
+
+[Install]
+WantedBy=multi-user.target
+""",
     "siteisod.service": """[Unit]
 Description=siteiso daemon: user socket, docroot monitor, FPM supervision
 After=local-fs.target
@@ -36,6 +53,7 @@ After=local-fs.target
 [Service]
 Type=simple
 ExecStart=/usr/local/sbin/siteiso daemon
+Slice=siteiso.slice
 PIDFile=/run/siteiso/siteisod.pid
 KillMode=process
 Restart=on-failure
