@@ -114,7 +114,8 @@ def install() -> list[str]:
 def uninstall() -> list[str]:
     if os.geteuid() != 0:
         raise SiteisoError("siteiso uninstall must be run as root")
-    done = []
+    from siteiso.service import cron
+    done = [f"{cron.spool_dir()}/{u}" for u in cron.remove_cron_shells()]
     targets = [f"/usr/local/sbin/{n}" for n in ADMIN_COMMANDS]
     targets += [f"/usr/local/bin/{n}" for n in USER_COMMANDS]
     targets += [f"{UNIT_DIR}/{n}" for n in UNITS]

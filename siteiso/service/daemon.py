@@ -55,7 +55,9 @@ from dataclasses import dataclass, field
 from siteiso import paths
 from siteiso.commands.common import require_root
 from siteiso.errors import SiteisoError
+from siteiso.service import cron
 from siteiso.service.monitor import (
+    CRON_PREFIX,
     EVERYONE,
     STATE_CHANGED,
     DocrootWatch,
@@ -659,7 +661,11 @@ class Daemon:
         due = time.monotonic() + COALESCE_SECONDS
         with self.watch_lock:
             users = self.docroots.on_event()
-        for user in users:
+        crontabs = {u[len(CRON_PREFIX):] for u in users if u.startswith(CRON_PREFIX)}
+        if crontabs:
+            self.pool.submit(_ensure_cron_shells, crontabs).add_done_callback(
+                _log_failure)
+        for user in users - {CRON_PREFIX + c for c in crontabs}:
             self.pending.setdefault(user, due)
 
     def _rewatch(self) -> None:
@@ -676,6 +682,12 @@ class Daemon:
                 homes[owner] = pwd.getpwnam(owner).pw_dir.rstrip("/")
         with self.watch_lock:
             self.docroots.rewatch(st, homes)
+        # A crontab written before the spool was watched is caught here.
+        for owner in homes:
+            try:
+                cron.ensure_cron_shell(owner)
+            except (OSError, SiteisoError) as e:
+                log.warning("siteisod: crontab of %s: %s", owner, e)
 
     def _regenerate(self, users: set[str]) -> None:
         """In a worker: re-read the panel for users whose docroots or panel
@@ -722,6 +734,12 @@ class Daemon:
                 del self.pending[u]
             fut = self.pool.submit(self._regenerate, due)
             fut.add_done_callback(_log_failure)
+
+
+def _ensure_cron_shells(users: set[str]) -> None:
+    """Crontabs rewritten by crontab(1): put siteiso's cron shell back."""
+    for user in users:
+        cron.ensure_cron_shell(user)
 
 
 def _log_failure(fut: Future[None]) -> None:

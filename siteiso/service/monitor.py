@@ -23,6 +23,7 @@ from typing import Any
 from siteiso import paths
 from siteiso.errors import SiteisoError
 from siteiso.plan.sites import SiteInput, site_paths
+from siteiso.service import cron
 from siteiso.state import State
 from siteiso.views.follow import follow_unmounts, host_devices
 
@@ -40,6 +41,7 @@ PARENT_EVENTS = IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_ATTRIB 
 PANEL_EVENTS = IN_CLOSE_WRITE | IN_MOVED_TO | IN_DELETE | IN_CREATE | IN_ONLYDIR
 EVERYONE = "*"
 STATE_CHANGED = "@state"
+CRON_PREFIX = "cron:"      # a user's crontab was written: cron:<user>
 
 # The panel's files, by directory: (directory, names that matter or None).
 PANEL_FILES = ((paths.ETC, {"domains.json"}),
@@ -121,6 +123,10 @@ class DocrootWatch:
             for d, names in PANEL_FILES:
                 for n in names:
                     want(d, {EVERYONE}, n, PANEL_EVENTS)
+        # A crontab written by crontab(1): siteiso's SHELL line goes back in.
+        if st.sites:
+            want(cron.spool_dir(), {CRON_PREFIX}, None,
+                 IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_ONLYDIR)
         # Changes made by cagefsctl (not through siteisod): re-aim the watches.
         want(paths.LIB, {STATE_CHANGED}, os.path.basename(paths.STATE), PANEL_EVENTS)
         for wd in list(self._wds):
@@ -149,6 +155,9 @@ class DocrootWatch:
                         users.add(EVERYONE)
                         continue
                     who, names = self._wds.get(wd, (set(), None))
-                    if names is None or name in names:
+                    if CRON_PREFIX in who:
+                        if name and not name.startswith("."):
+                            users.add(CRON_PREFIX + name)
+                    elif names is None or name in names:
                         users |= who
         return users

@@ -28,6 +28,7 @@ from siteiso.plan import CageInput, SiteInput, cage_plan, render, site_plan
 from siteiso.plan.sites import inside, site_paths
 from siteiso.plan.view import MTA_WRITABLE, Storage
 from siteiso.procs import lifecycle
+from siteiso.service import cron, php
 from siteiso.state import Site, State, fault
 from siteiso.views import index, web
 from siteiso.views.index import Holder
@@ -169,7 +170,7 @@ def _sites_d_paths(site: Site, acct: Account) -> list[str]:
 # ---- holders -----------------------------------------------------------------
 
 def start_holder(plan_text: str, kind: str, token: str, docroot: str = "-",
-                 names: str = "-") -> Holder:
+                 names: str = "-", ini_dir: str = "-") -> Holder:
     try:
         r = subprocess.run([paths.HOLDER, "build"], input=plan_text,
                            capture_output=True, text=True, timeout=60)
@@ -180,7 +181,7 @@ def start_holder(plan_text: str, kind: str, token: str, docroot: str = "-",
     pid = int(r.stdout.split()[0])
     fault("holder-started")
     return Holder(kind, token, pid, index.starttime(pid), index.ns_inode(pid, "pid"),
-                  index.ns_inode(pid, "mnt"), docroot, names, "-")
+                  index.ns_inode(pid, "mnt"), docroot, names, ini_dir)
 
 
 def _plan_file(uid: int, token: str) -> str:
@@ -263,6 +264,8 @@ def converge(st: State, cfg: Config, users: list[str] | None = None,
         # Leftovers (views of users without isolated sites) go every time.
         if users is None or uid not in owners:
             targets.setdefault(uid, None)
+    # Per-domain PHP: ini dirs of sites no longer isolated go.
+    php.prune(st.sites)
     for uid, owner in sorted(targets.items()):
         converge_user(st, cfg, uid, owner, rebuild=rebuild)
 
@@ -279,12 +282,16 @@ def converge_user(st: State, cfg: Config, uid: int, name: str | None,
             _end_site_processes(cfg, uid, h)
         index.remove(uid)
         lifecycle.remove_cgroup_tree(user_cgroup(cfg, uid))
+        cron.write_cron_map(uid, [])
         return
     acct = accounts.lookup(name or "", cfg)
     _storage(acct, ".cagefs", CAGE_STORAGE)
     passwd, group = _identity(acct, cfg)
     hosting_homes = tuple(a.home for a in accounts.hosting_accounts(cfg))
     inputs = site_inputs(st, acct, cfg)
+    # Per-domain PHP (SPEC §5): each site's ini dir and build, for its plan.
+    php_views = php.prepare_user(st, acct, cfg, old, {
+        s.token: _read(_plan_file(uid, s.token)) for s in inputs})
     ucg = user_cgroup(cfg, uid)
     new: list[Holder] = []
     to_kill: list[Holder] = []
@@ -317,15 +324,16 @@ def converge_user(st: State, cfg: Config, uid: int, name: str | None,
             f"{store}/tmp", f"{store}/var-tmp", f"{store}/shm", f"{store}/sessions",
             f"{store}/cache"), **base)  # type: ignore[arg-type]
         lifecycle.ensure_cgroup(cin.cgroup)
-        text = render(site_plan(cin, s, inputs))
+        text = render(site_plan(cin, s, inputs, php_views.get(s.token)))
+        ini = php.INI_IN_VIEW if s.token in php_views else "-"
         pf = _plan_file(uid, s.token)
         prev = old_by_token.get(s.token)
         names = ",".join(s.names)
         if prev and prev.alive() and _read(pf) == text and not rebuild:
             new.append(Holder("site", s.token, prev.pid, prev.starttime, prev.pidns,
-                              prev.mntns, s.docroot, names, prev.ini_dir))
+                              prev.mntns, s.docroot, names, ini))
             continue
-        holder = start_holder(text, "site", s.token, s.docroot, names)
+        holder = start_holder(text, "site", s.token, s.docroot, names, ini)
         new.append(holder)
         if prev is None:
             fresh.append(s)
@@ -337,6 +345,7 @@ def converge_user(st: State, cfg: Config, uid: int, name: str | None,
     keep_retired = [Holder("retired", *_fields(h)) for h in (*retired, *to_retire)
                     if h.kind != "cage"]
     index.write(uid, new + keep_retired)
+    cron.write_cron_map(acct.uid, inputs, acct.home, acct.name)
     _reap_unindexed(ucg, {h.pid for h in (*new, *keep_retired)})
     web.converge_sites(acct, inputs, cfg, gone=[h.token for h in gone])
     views = tuple(h.mntns for h in (*new, *keep_retired))

@@ -98,3 +98,12 @@ def test_idle_daemon_with_isolated_sites_does_not_wake_up(daemon):
     before = switches()
     time.sleep(3)
     assert switches() == before
+
+
+def test_crontab_rewritten_by_the_user_gets_the_cron_shell_back(daemon):
+    sbx = daemon
+    ok(sbx, "--site-isolation-enable", "blog.example.org")
+    spool = "/var/spool/cron/crontabs/john"
+    sbx.run(["crontab", "-"], user="john", input="* * * * * true\n")
+    assert wait_for(lambda: "siteiso-cron-shell" in sbx.read(spool))
+    assert "* * * * * true" in sbx.run(["crontab", "-l"], user="john").stdout
