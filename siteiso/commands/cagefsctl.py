@@ -242,6 +242,21 @@ class Admin:
         return "\n".join(blocks)
 
 
+def _report_links(st: State, cfg: config.Config, users: list[str]) -> None:
+    """Hard links and symlinks between sites' trees (§4.9): warned about on
+    stderr and in the log, never an error."""
+    from siteiso.views import engine as views_engine
+    from siteiso.views.links import find_links
+    for user in users:
+        try:
+            acct = accounts.lookup(user, cfg)
+        except SiteisoError:
+            continue
+        for line in find_links(acct.home, views_engine.site_inputs(st, acct, cfg)):
+            print(f"warning: {line}", file=sys.stderr)
+            log.warning("%s: %s", user, line)
+
+
 def commit(st: State, cfg: config.Config, users: list[str] | None = None,
            rebuild: bool = False) -> None:
     """Save a changed state, then re-drive its side effects (lock held).
@@ -305,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
                 rebuild = True
                 msg = "Remounted website isolation for all users."
             commit(st, cfg, users=users, rebuild=rebuild)
+            if args.site_isolation_enable or args.site_isolation_regenerate:
+                _report_links(st, cfg, users or [])
         print(msg)
         return 0
 
