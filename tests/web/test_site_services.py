@@ -39,7 +39,8 @@ def test_mariadb_over_its_unix_socket(web):
             time.sleep(0.2)
         sbx.run(["mariadb", "--socket=/run/mysqld/mysqld.sock", "-e",
                  "CREATE USER 'john'@'localhost' IDENTIFIED BY 'pw';"
-                 "CREATE DATABASE johndb; GRANT ALL ON johndb.* TO 'john'@'localhost';"])
+                 "CREATE DATABASE johndb;"
+                 "GRANT ALL ON johndb.* TO 'john'@'localhost';"])
         isolate(web)
         code, body = php(web, A, "$m = new mysqli('localhost', 'john', 'pw', 'johndb',"
                          " 0, '/run/mysqld/mysqld.sock'); echo $m->query('SELECT 6*7')"
