@@ -42,6 +42,34 @@ SITE_MASKED_DIRS = ("/opt/siteiso", "/var/spool/cron", "/var/spool/at",
 
 PHP_SESSION_DIRS = ("/var/lib/php/sessions",)
 
+
+# ---- per-domain PHP (SPEC §5) ----------------------------------------------
+# The site's ini scan directory (root's, siteiso.service.php) is shown
+# read-only at PHP_INI_DIR, in the /run/siteiso tmpfs of the view; the
+# selected build's programs are attached read-only over the system's.
+PHP_INI_DIR = "/run/siteiso/php"
+PHP_SLOT = 220          # the ini dir; the programs take the slots after it
+
+
+@dataclass(frozen=True)
+class PhpView:
+    ini_dir: str                                  # root-owned, real path
+    binaries: tuple[tuple[str, str], ...] = ()    # (build's program, system's)
+
+
+def _php_ops(c: CageInput, php: PhpView | None) -> tuple[list[Op], list[Op]]:
+    """Clones and attaches of a site's PHP; none without /run/siteiso (the
+    ini dir needs the view's tmpfs there)."""
+    if php is None or "/run/siteiso" not in c.existing:
+        return [], []
+    clones = [op("clone", PHP_SLOT, php.ini_dir, "sys", "dir")]
+    attaches = [op("attach", PHP_SLOT, PHP_INI_DIR, "ro")]
+    for i, (src, dst) in enumerate(php.binaries, PHP_SLOT + 1):
+        clones.append(op("clone", i, src, "sys", "file"))
+        attaches.append(op("attach", i, dst, "ro"))
+    return clones, attaches
+
+
 # The local MTA's queues and logs stay writable (by the MTA's own setuid or
 # setgid programs; their modes keep sites out): mail() must keep working.
 MTA_WRITABLE = ("/var/spool/exim4", "/var/log/exim4", "/var/spool/postfix",
@@ -100,7 +128,8 @@ def _header(c: CageInput, pidns: bool) -> list[Op]:
 
 
 def _system(c: CageInput, extra_dirs: tuple[str, ...] = (),
-            extra_files: tuple[str, ...] = ()) -> list[Op]:
+            extra_files: tuple[str, ...] = (),
+            run_dirs: tuple[str, ...] = ()) -> list[Op]:
     ops = [op("ro", "/")]
     real = dict(c.real)
     if "/run/siteiso" in c.existing:
@@ -110,6 +139,7 @@ def _system(c: CageInput, extra_dirs: tuple[str, ...] = (),
         ops += [op("clone", 230, "/run/siteiso/index", "sys", "dir"),
                 op("tmpfs", "/run/siteiso", "0711", 0, 0, "rw"),
                 op("mkdir", "/run/siteiso/index", "0700"),
+                *(op("mkdir", d, "0755") for d in run_dirs),   # PHP_INI_DIR
                 op("ro", "/run/siteiso"),
                 op("attach", 230, "/run/siteiso/index", "ro")]
     for d in (*SYSTEM_HIDDEN_DIRS, *extra_dirs):
@@ -179,7 +209,8 @@ def _covered(c: CageInput, roots: list[str], private_home: list[str]) -> list[Op
     return ops
 
 
-def site_plan(c: CageInput, site: SiteInput, sites: list[SiteInput]) -> list[Op]:
+def site_plan(c: CageInput, site: SiteInput, sites: list[SiteInput],
+              php: PhpView | None = None) -> list[Op]:
     """The site view: the cage narrowed to the site's own paths (§4.2)."""
     ops = _header(c, pidns=True)
     private = site.home_mode == "private"
@@ -206,8 +237,10 @@ def site_plan(c: CageInput, site: SiteInput, sites: list[SiteInput]) -> list[Op]
                 for i, (_, dst, mode) in enumerate(mounts)]
     tmp_clones, tmp_attach = _private_tmp(c, 200)
     id_clones, id_attach = _identity_files(c, 210)
-    ops += clones + tmp_clones + id_clones
-    ops += _system(c, SITE_MASKED_DIRS, SITE_MASKED_PROGRAMS)
+    php_clones, php_attach = _php_ops(c, php)
+    ops += clones + tmp_clones + id_clones + php_clones
+    ops += _system(c, SITE_MASKED_DIRS, SITE_MASKED_PROGRAMS,
+                   (PHP_INI_DIR,) if php_clones else ())
     roots = _mask_roots(c.hosting_homes)
     ops += _covered(c, roots, [dst for _, dst, _ in mounts] if private else [])
     ops += attaches
@@ -220,4 +253,4 @@ def site_plan(c: CageInput, site: SiteInput, sites: list[SiteInput]) -> list[Op]
         if any(inside(hidden, v) for v in visible):
             kind = "file" if hidden.endswith((".my.cnf", ".pgpass")) else "dir"
             ops.append(op("mask", hidden, kind))
-    return ops + tmp_attach + id_attach
+    return ops + tmp_attach + id_attach + php_attach
