@@ -24,6 +24,7 @@ from siteiso.errors import (
     UsageError,
 )
 from siteiso.names import normalize_domain
+from siteiso.service import php
 from siteiso.state import Site, State, fault, load, locked, mirrors, save
 from siteiso.views import engine
 
@@ -147,7 +148,7 @@ class Admin:
             raise NotEnabled()
         platform.require_for_enable()
         panel = panels.get_panel(self.cfg)
-        planned: list[tuple[str, accounts.Account, str]] = []
+        planned: list[tuple[str, accounts.Account, str, str | None]] = []
         for d in domains:
             rec = panel.domain(d)
             if rec is None:
@@ -156,17 +157,24 @@ class Admin:
             if not st.allowed_user(acct.name):
                 raise NotAllowed(acct.name)
             docroot = engine.resolve_docroot(acct, rec.docroot)
-            planned.append((d, acct, docroot))
-        for d, acct, docroot in planned:
+            planned.append((d, acct, docroot, rec.php_version))
+        builds = None
+        for d, acct, docroot, panel_php in planned:
             self._touch(acct.name)
             if st.site_of(d) is not None:
                 continue
             site = st.site_by_docroot(acct.name, docroot)
             if site is None:
                 token = secrets.token_hex(8)
+                settings = dict(st.php_kept.get(d, {}))
+                if not settings:
+                    # §5: the panel's per-domain version if it has one, else
+                    # the user's; recorded now, changed by selectorctl later.
+                    if builds is None:
+                        builds = php.discover(panel.php_versions())
+                    settings = php.initial_settings(builds, panel_php)
                 site = Site(token=token, owner=acct.name, uid=acct.uid,
-                            docroot=docroot, names=[],
-                            php=dict(st.php_kept.get(d, {})))
+                            docroot=docroot, names=[], php=settings)
                 st.sites[token] = site
                 log.info("site %s (%s) of %s isolated", d, docroot, acct.name)
             site.names.append(d)

@@ -27,10 +27,7 @@ settings of its own runs the panel's per-domain version if the panel has
 one, else "the user's": without CloudLinux's per-user selector that is the
 system's default PHP (the build /usr/bin/php resolves to; the highest
 version when none does) with the extensions its default scan directory
-enables. Its first selectorctl change records the whole of it.
-Limitation: enable does not record these settings yet (the enable command
-would call site_settings()), so until that first change a site follows a
-change of the panel's version or of the system's default.
+enables. cagefsctl records them at enable (initial_settings()).
 
 Root writes each site's ini scan directory under /var/lib/siteiso/php/<token>/
 as <version>-<hash of the content>/ (0755, files 0644): a change is a new

@@ -309,3 +309,15 @@ def test_user_without_siteisod_is_told_so(php_server):
     ok(php_server, "--site-isolation-enable", A)
     r = selectorctl(php_server, "--user-current", "--domain", A, user="john")
     assert r.returncode == 1 and "siteisod is not running" in r.stderr
+
+
+def test_enable_records_the_sites_php_settings(server):
+    r = server.cagefsctl("--site-isolation-allow-all")
+    assert r.returncode == 0
+    r = server.cagefsctl("--site-isolation-enable", "blog.example.org")
+    assert r.returncode == 0, r.stderr
+    import json
+    st = json.loads(server.read("/var/lib/siteiso/state.json"))
+    (site,) = st["sites"].values()
+    assert site["php"]["version"] == "8.2"
+    assert "mbstring" in site["php"]["extensions"]["8.2"]
