@@ -18,11 +18,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from harness import Sandbox, host_snapshot  # noqa: E402
-
-CASES = Path(os.environ.get(
-    "SITEISO_CASES", Path(__file__).resolve().parents[2] / "shared" / "cases"))
-if not CASES.is_dir():
-    CASES = Path(__file__).resolve().parent / "cases"
+from testlib import cases_dir  # noqa: E402
 
 _before: dict[str, object] = {}
 
@@ -82,6 +78,7 @@ def sandbox(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
 
 @pytest.fixture
 def cases() -> Path:
-    if not CASES.is_dir():
-        pytest.fail(f"the shared cases are missing: {CASES}")
-    return CASES
+    try:
+        return cases_dir()
+    except FileNotFoundError as e:
+        pytest.fail(str(e))

@@ -3,6 +3,10 @@ four domains), the recorded-state paths, and cagefsctl helpers."""
 
 from __future__ import annotations
 
+import filecmp
+import os
+from pathlib import Path
+
 from harness import Sandbox
 
 FLAG = "/opt/cloudlinux/flags/enabled-flags.d/website-isolation.flag"
@@ -59,3 +63,31 @@ def state(sbx):
         "denied": ls(DENIED),
         "allowed": ls(ALLOWED),
     }
+
+
+def cases_dir() -> Path:
+    """The hosting cases: $SITEISO_CASES, else the team's ../shared/cases
+    beside the checkout, else the copy kept in tests/cases (what a clean
+    clone in CI has)."""
+    env = os.environ.get("SITEISO_CASES")
+    here = Path(__file__).resolve().parent
+    for candidate in (Path(env) if env else None,
+                      here.parents[1] / "shared" / "cases", here / "cases"):
+        if candidate is not None and (candidate / "names.txt").is_file():
+            return candidate
+    raise FileNotFoundError("the hosting cases are missing (tests/cases)")
+
+
+def cases_copy_differs() -> list[str]:
+    """Files of ../shared/cases that the tests/cases copy lacks or differs in."""
+    shared = Path(__file__).resolve().parents[2] / "shared" / "cases"
+    if not shared.is_dir():
+        return []
+    diff: list[str] = []
+
+    def walk(cmp: filecmp.dircmp[str], prefix: str) -> None:
+        diff.extend(prefix + n for n in cmp.left_only + cmp.diff_files)
+        for name, sub in cmp.subdirs.items():
+            walk(sub, f"{prefix}{name}/")
+    walk(filecmp.dircmp(shared, Path(__file__).resolve().parent / "cases"), "")
+    return diff

@@ -3,10 +3,11 @@ user name and docroot rules."""
 
 from __future__ import annotations
 
-import os
+import contextlib
 from pathlib import Path
 
 import pytest
+from testlib import cases_dir as find_cases
 
 from siteiso.errors import InvalidName
 from siteiso.names import normalize_domain, validate_docroot, validate_username
@@ -15,12 +16,8 @@ pytestmark = pytest.mark.pure
 
 
 def cases_dir() -> Path | None:
-    here = Path(__file__).resolve().parents[3] / "shared" / "cases"
-    if here.is_dir():
-        return here
-    env = os.environ.get("SITEISO_CASES")
-    if env and Path(env).is_dir():
-        return Path(env)
+    with contextlib.suppress(FileNotFoundError):
+        return find_cases()
     return None
 
 
@@ -191,3 +188,8 @@ def test_docroot_home_must_be_clean() -> None:
         validate_docroot("/home/john/public_html", "home/john")
     assert "home directory" in e.value.message
     assert validate_docroot("/home/john/www", "/home//john/") == "/home/john/www"
+
+
+def test_cases_copy_matches_the_shared_cases():
+    from testlib import cases_copy_differs
+    assert cases_copy_differs() == [], "refresh tests/cases from ../shared/cases"

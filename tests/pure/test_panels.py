@@ -3,6 +3,7 @@ integration scripts run as real programs."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from testlib import cases_dir as find_cases
 
 from siteiso.config import Config
 from siteiso.errors import InvalidName, PanelError
@@ -30,12 +32,8 @@ pytestmark = pytest.mark.pure
 
 @pytest.fixture(scope="module")
 def cases() -> Path:
-    here = Path(__file__).resolve().parents[3] / "shared" / "cases"
-    if here.is_dir():
-        return here
-    env = os.environ.get("SITEISO_CASES")
-    if env and Path(env).is_dir():
-        return Path(env)
+    with contextlib.suppress(FileNotFoundError):
+        return find_cases()
     pytest.fail("shared/cases not found (set SITEISO_CASES)")
 
 
