@@ -40,6 +40,7 @@ while True:
 
 SETUP = r"""
 set -e
+cd /
 mount --make-rprivate /
 mount -t proc -o nosuid,nodev,noexec proc /proc
 mount -t tmpfs -o mode=0755 sbx {sbx}
@@ -56,7 +57,7 @@ if ! grep -q ' - cgroup2 ' /proc/self/mountinfo; then
     mkdir -p {cgpriv}
     mount -t cgroup2 none {cgpriv}
 fi
-exec python3 -c '{reaper}'
+exec /usr/bin/python3 -c '{reaper}'
 """
 
 
@@ -106,7 +107,7 @@ class Sandbox:
             ["unshare", "--mount", "--pid", "--net", "--ipc", "--uts", "--fork",
              "--propagation", "private", "sh", "-c", script],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            start_new_session=True,
+            start_new_session=True, cwd="/",
         )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
