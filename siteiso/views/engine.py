@@ -210,7 +210,8 @@ def _kill_holder(h: Holder) -> None:
         return
     try:
         if index.starttime(h.pid) == h.starttime:
-            signal.pidfd_send_signal(fd, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):   # gone meanwhile
+                signal.pidfd_send_signal(fd, signal.SIGKILL)
     finally:
         os.close(fd)
 
@@ -222,7 +223,8 @@ def _retire_holder(h: Holder) -> None:
         return
     try:
         if index.starttime(h.pid) == h.starttime:
-            signal.pidfd_send_signal(fd, signal.SIGUSR1)
+            with contextlib.suppress(ProcessLookupError):   # gone meanwhile
+                signal.pidfd_send_signal(fd, signal.SIGUSR1)
     finally:
         os.close(fd)
 
@@ -398,8 +400,9 @@ def _reap_unindexed(user_cg: str, indexed: set[int]) -> None:
         except (FileNotFoundError, ProcessLookupError):
             continue
         try:
-            signal.pidfd_send_signal(fd, signal.SIGKILL)
-            log.info("ended holder %d that no index named", pid)
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(fd, signal.SIGKILL)
+                log.info("ended holder %d that no index named", pid)
         finally:
             os.close(fd)
 

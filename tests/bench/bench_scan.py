@@ -18,13 +18,19 @@ re-executes itself under `unshare --pid --fork --mount-proc`). At the end
 each started process is killed by its pid through a pidfd and reaped.
 
 Run as root from the repository root (siteiso._procscan must be built):
-    python tests/bench/bench_scan.py [--total 10000] [--runs 15]
+    python tests/bench/bench_scan.py [--total 10000] [--runs 15] [--json]
+With SITEISO_BENCH_INSTALLED=1 the installed siteiso is measured instead of
+the repository's (tests/bench/run.py does that). --json adds one line
+"BENCH_SCAN_JSON {...}" with the medians, for run.py's table; --floor PROG
+runs "PROG procwalk RUNS" (tests/bench/benchtool.c) among the same processes:
+readdir + fstatat of every /proc entry, one thread, the floor of any scan.
 Not part of the test run.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -37,7 +43,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, REPO)
+if os.environ.get("SITEISO_BENCH_INSTALLED") != "1":
+    sys.path.insert(0, REPO)
 
 INSIDE = "SITEISO_BENCH_PIDNS"
 SITE_UID = 1500
@@ -215,7 +222,7 @@ def timed(fn: Callable[[], set[int]], runs: int) -> tuple[list[float], set[int]]
     return times, result
 
 
-def bench(total: int, runs: int) -> int:
+def bench(total: int, runs: int, as_json: bool = False, floor: str = "") -> int:
     from siteiso import _procscan
     from siteiso.procs import SiteMatch, find_site_processes
 
@@ -309,11 +316,24 @@ def bench(total: int, runs: int) -> int:
                 f"min {min(t) * 1000:8.2f} ms ({len(t)} runs)"
             )
         print(f"first scan (cold /proc dentries): {cold[0] * 1000:.2f} ms")
+        floor_ms = None
+        if floor:
+            out = subprocess.run([floor, "procwalk", str(runs)], check=True,
+                                 stdout=subprocess.PIPE, text=True).stdout.split()
+            floor_ms = int(out[0]) / 1e6
+            print(f"floor: readdir + fstatat of {out[1]} /proc entries, one thread "
+                  f"(C): median {floor_ms:.2f} ms")
         scan_ms = med["_procscan.scan"]
         ratio = med["psutil.process_iter"] / scan_ms
         print(f"ratio psutil / scan: {ratio:.1f}x")
         fast = scan_ms <= 20.0 and ratio >= 10.0
         print(f"target <= 20 ms and >= 10x: {'PASS' if fast else 'FAIL'}")
+        if as_json:
+            print("BENCH_SCAN_JSON " + json.dumps({
+                "module": _procscan.__file__, "processes": len(started),
+                "site_user": per_user, "expected": len(expected), "same": ok,
+                "median_ms": med, "cold_ms": cold[0] * 1000, "ratio": ratio,
+                "runs": {n: len(t) for n, t in times.items()}, "floor_ms": floor_ms}))
         return 0 if ok and fast else 1
     finally:
         ended = end_all(started)
@@ -325,6 +345,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--total", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--floor", default="")
     args = parser.parse_args()
     if os.environ.get(INSIDE) != "1" or os.getpid() != 1:
         return reexec_in_pidns()
@@ -332,7 +354,7 @@ def main() -> int:
     # stopped benchmark still ends its processes in the finally clause.
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, _stop)
-    return bench(args.total, args.runs)
+    return bench(args.total, args.runs, args.json, args.floor)
 
 
 def _stop(signum: int, _frame: object) -> None:

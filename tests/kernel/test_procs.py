@@ -24,10 +24,6 @@ from collections.abc import Iterator
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
-
 from siteiso.errors import EngineError, SiteisoError  # noqa: E402
 from siteiso.procs import lifecycle  # noqa: E402
 
