@@ -18,7 +18,8 @@ fi
 PACKAGES="python3 python3-venv python3-dev gcc libc6-dev make util-linux iproute2
  procps passwd apache2 apache2-suexec-custom libapache2-mod-fcgid php-cgi php-fpm
  php-cli php-mysql php-mbstring php-xml php-curl curl cron bubblewrap firejail
- mariadb-server exim4-daemon-light systemd"
+ mariadb-server exim4-daemon-light systemd
+ qemu-system-x86 busybox-static"
 missing=""
 for p in $PACKAGES; do
     dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'ok installed' \
