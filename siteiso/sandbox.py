@@ -285,9 +285,11 @@ def host_snapshot() -> dict[str, object]:
         mounts = sorted(" ".join(line.split()[3:5]) for line in f)
     with open("/etc/passwd", "rb") as f:
         passwd = f.read()
+    # Only what siteiso or its tests would leave: the host's own agents
+    # create and remove cgroups of their own meanwhile.
     cgroups: list[str] = []
-    for base in ("/sys/fs/cgroup",):
-        for dirpath, _dirs, _files in os.walk(base):
+    for dirpath, _dirs, _files in os.walk("/sys/fs/cgroup"):
+        if "siteiso" in dirpath:
             cgroups.append(dirpath)
     return {"mounts": mounts, "passwd": passwd, "cgroups": sorted(cgroups)}
 
