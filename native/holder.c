@@ -208,7 +208,7 @@ static int cmd_build(void)
 
         if (unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWCGROUP) < 0)
                 die_errno("unshare the mount, IPC and cgroup namespaces");
-        plan_make_rslave();
+        plan_make_rprivate();
 
         /* The home is opened in the new namespace: open_tree() clones only from mounts of
          * the caller's own namespace. */

@@ -629,12 +629,15 @@ void plan_apply_op(struct plan_ctx *ctx, const struct plan_op *op)
         }
 }
 
-void plan_make_rslave(void)
+/* A view receives nothing from the host: a mount the host adds later (a user's /run/user on
+ * login, a backup volume) would arrive read-write and unmasked. Unmounts are followed by
+ * siteisod instead (views/follow.py), so nothing the host lets go of stays busy. */
+void plan_make_rprivate(void)
 {
-        struct plan_mount_attr attr = { .propagation = MS_SLAVE };
+        struct plan_mount_attr attr = { .propagation = MS_PRIVATE };
 
         if (sys_mount_setattr(AT_FDCWD, "/", AT_RECURSIVE, &attr) < 0)
-                die_errno("make / a recursive slave");
+                die_errno("make / recursively private");
 }
 
 void plan_mount_proc(const char *opts)

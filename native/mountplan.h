@@ -67,7 +67,7 @@ void plan_ctx_init(struct plan_ctx *ctx, const struct plan *plan);
 void plan_apply_op(struct plan_ctx *ctx, const struct plan_op *op);
 
 /* Make every mount of the current namespace a slave ("/" recursively). */
-void plan_make_rslave(void);
+void plan_make_rprivate(void);
 
 /* Replace /proc with a fresh proc of the current PID namespace, with comma-separated
  * options ("hidepid=invisible,subset=pid"). */
