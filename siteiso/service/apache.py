@@ -30,7 +30,17 @@ WRAPPERS = ".cagefs/wrappers"
 HANDLERS = ("cgi", "fcgid", "fpm")
 # What .htaccess files of an isolated site may override: no Options (that
 # would turn FollowSymLinks back on).
-ALLOW_OVERRIDE = "AuthConfig FileInfo Indexes Limit"
+ALLOW_OVERRIDE = "AuthConfig Indexes Limit"
+# From FileInfo, what sites' .htaccess files need (rewrites, redirects,
+# headers, types) and nothing that picks a handler (Action, SetHandler,
+# AddHandler, FcgidWrapper, ProxyFCGI*) or sets options.
+ALLOW_OVERRIDE_LIST = (
+    "RewriteEngine", "RewriteBase", "RewriteCond", "RewriteRule", "RewriteOptions",
+    "Redirect", "RedirectMatch", "RedirectPermanent", "RedirectTemp",
+    "ErrorDocument", "DirectoryIndex", "Header", "ExpiresActive", "ExpiresByType",
+    "ExpiresDefault", "AddType", "AddDefaultCharset", "AddCharset", "AddEncoding",
+    "AddLanguage", "DefaultLanguage", "FileETag",
+)
 
 
 def wrapper_dir(acct: Account, token: str) -> str:
@@ -119,11 +129,6 @@ def include_text(acct: Account, token: str, docroot: str, handler: str,
     if handler == "cgi":
         lines += [
             f'ScriptAlias /.siteiso-php/ "{wdir}/"',
-            f'<Directory "{wdir}">',
-            "    Options +ExecCGI -Indexes",
-            "    AllowOverride None",
-            "    Require all granted",
-            "</Directory>",
             "AddHandler application/x-httpd-php .php",
             "Action application/x-httpd-php /.siteiso-php/php-cgi",
         ]
@@ -133,7 +138,9 @@ def include_text(acct: Account, token: str, docroot: str, handler: str,
             f'    <Directory "{docroot}">',
             "        AddHandler fcgid-script .php",
             f'        FcgidWrapper "{wdir}/php-fcgi" .php',
-            "        Options +ExecCGI",
+            '        <FilesMatch "\\.php$">',
+            "            Options +ExecCGI",
+            "        </FilesMatch>",
             "    </Directory>",
             "</IfModule>",
         ]
@@ -143,20 +150,32 @@ def include_text(acct: Account, token: str, docroot: str, handler: str,
             f'    SetHandler "proxy:unix:{fpm_socket}|fcgi://siteiso-{token}/"',
             "</FilesMatch>",
         ]
+    # The whole home is closed to this vhost (the panel's own handler and
+    # CGI directories, app roots with their .htaccess, everything not the
+    # docroot); the docroot is opened again with no Options (no symlinks, no
+    # CGI) and .htaccess limited to directives that cannot change the
+    # handler or the options.
     lines += [
+        f'<Directory "{acct.home}">',
+        "    Options None",
+        "    AllowOverride None",
+        "    Require all denied",
+        "</Directory>",
         f'<Directory "{docroot}">',
-        "    Options -FollowSymLinks -SymLinksIfOwnerMatch",
+        "    Options None",
         f"    AllowOverride {ALLOW_OVERRIDE}",
+        f"    AllowOverrideList {' '.join(ALLOW_OVERRIDE_LIST)}",
+        "    Require all granted",
         "</Directory>",
     ]
-    # A site nested in another site's docroot: the parents' .htaccess files
-    # must not reach it.
-    parents = sorted({d for d in all_docroots if d != docroot and inside(docroot, d)})
-    for parent in parents:
-        lines += [f'<Directory "{parent}">', "    AllowOverride None", "</Directory>"]
-    if parents:
-        lines += [f'<Directory "{docroot}">', f"    AllowOverride {ALLOW_OVERRIDE}",
-                  "</Directory>"]
+    if handler == "cgi":
+        lines += [f'<Directory "{wdir}">', "    Options +ExecCGI",
+                  "    Require all granted", "</Directory>"]
+    # A sibling nested in this docroot is not served through this vhost.
+    for nested in sorted({d for d in all_docroots
+                          if d != docroot and inside(d, docroot)}):
+        lines += [f'<Directory "{nested}">', "    AllowOverride None",
+                  "    Require all denied", "</Directory>"]
     return "\n".join(lines) + "\n"
 
 

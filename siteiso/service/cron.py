@@ -576,7 +576,39 @@ def touched_sites(command: str, sites: Sequence[CronSite], home: str,
         for s in _sites_of(_Path(text), sites):
             if s not in out:
                 out.append(s)
+    # What the lexer cannot see into (`sh -c '…'`, `eval`, `php -r '…'`,
+    # `-f/path`): any site path written anywhere in the line counts too, the
+    # longest one at each place.
+    for s in _sites_in_text(command, sites, home):
+        if s not in out:
+            out.append(s)
     return out
+
+
+_PATH_END = set(" \t'\";&|)<>/`")
+
+
+def _sites_in_text(text: str, sites: Sequence[CronSite], home: str) -> list[CronSite]:
+    forms: list[tuple[str, CronSite]] = []
+    for site in sites:
+        for p in site.paths:
+            forms.append((p, site))
+            if p.startswith(home.rstrip("/") + "/"):
+                forms.append(("~" + p[len(home.rstrip("/")):], site))
+    found: list[CronSite] = []
+    for i, c in enumerate(text):
+        if c not in "/~":
+            continue
+        best: tuple[str, CronSite] | None = None
+        for form, site in forms:
+            end = i + len(form)
+            at_boundary = end >= len(text) or text[end] in _PATH_END
+            longer = best is None or len(form) > len(best[0])
+            if longer and at_boundary and text.startswith(form, i):
+                best = (form, site)
+        if best is not None and best[1] not in found:
+            found.append(best[1])
+    return found
 
 
 def find_site(name: str, sites: Sequence[CronSite]) -> CronSite | None:

@@ -22,8 +22,8 @@ import subprocess
 from siteiso import accounts, panels, paths, sysapi
 from siteiso.accounts import Account
 from siteiso.config import Config
-from siteiso.errors import EngineError, SiteisoError
-from siteiso.names import validate_docroot
+from siteiso.errors import EngineError, SiteisoError, UnsafePath
+from siteiso.names import quote, validate_docroot
 from siteiso.plan import CageInput, SiteInput, cage_plan, render, site_plan
 from siteiso.plan.sites import inside, site_paths
 from siteiso.plan.view import MTA_WRITABLE, Storage
@@ -58,6 +58,16 @@ def resolve_docroot(acct: Account, docroot: str) -> str:
     validate_docroot(docroot, acct.home)
     real, fd = sysapi.resolve_docroot(acct.home, docroot, acct.uid)
     os.close(fd)
+    # What the symlinks led to is the user's choice too: it must be as clean
+    # as a docroot given as data, and fit in a quoted Apache directive.
+    try:
+        validate_docroot(real, acct.home)
+    except SiteisoError as e:
+        raise UnsafePath(f"refusing docroot {quote(docroot)}: it resolves to "
+                         f"{quote(real)}: {e.message}") from e
+    if any(c in real for c in '"\\'):
+        raise UnsafePath(f"refusing docroot {quote(docroot)}: it resolves to "
+                         f"{quote(real)}, which holds a quote or backslash")
     return real
 
 
@@ -268,8 +278,16 @@ def converge(st: State, cfg: Config, users: list[str] | None = None,
             targets.setdefault(uid, None)
     # Per-domain PHP: ini dirs of sites no longer isolated go.
     php.prune(st.sites)
+    failures: list[str] = []
     for uid, owner in sorted(targets.items()):
-        converge_user(st, cfg, uid, owner, rebuild=rebuild)
+        # One hostile home must not stop the others' views from converging.
+        try:
+            converge_user(st, cfg, uid, owner, rebuild=rebuild)
+        except SiteisoError as e:
+            log.warning("user %s: %s", owner or uid, e.message)
+            failures.append(f"user {owner or uid}: {e.message}")
+    if failures:
+        raise EngineError("\n".join(failures))
 
 
 def converge_user(st: State, cfg: Config, uid: int, name: str | None,

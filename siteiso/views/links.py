@@ -12,6 +12,7 @@ import os
 import posixpath
 import stat
 
+from siteiso.names import quote
 from siteiso.plan.sites import SiteInput, inside, site_paths
 
 MAX_ENTRIES = 200_000   # per user: the walk stays bounded on huge trees
@@ -60,8 +61,9 @@ def find_links(home: str, sites: list[SiteInput]) -> list[str]:
     for paths in inodes.values():
         tokens = {_owner_of(p, owned) for p in paths}
         if len(tokens) > 1:
-            shown = ", ".join(f"{p} ({label.get(_owner_of(p, owned) or '', '?')})"
-                              for p in sorted(paths))
+            shown = ", ".join(
+                f"{quote(p)} ({label.get(_owner_of(p, owned) or '', '?')})"
+                for p in sorted(paths))
             found.append(f"hard link shared between sites: {shown}")
     return found
 
@@ -76,5 +78,5 @@ def _symlink(path: str, token: str, owned: dict[str, list[str]],
     other = _owner_of(resolved, owned)
     if other is None or other == token:
         return None
-    return (f"symlink into another site: {path} -> {target} "
+    return (f"symlink into another site: {quote(path)} -> {quote(target)} "
             f"({label[token]} -> {label[other]})")

@@ -19,7 +19,7 @@ def test_links_between_sites_are_reported(server):
                         "example.com,blog.example.org\n")
     assert "hard link shared between sites" in r.stderr
     assert "/home/john/blog/copy-of-a.php" in r.stderr
-    assert "symlink into another site: /home/john/blog/peek.php" in r.stderr
+    assert "symlink into another site: '/home/john/blog/peek.php'" in r.stderr
     r = server.cagefsctl("--site-isolation-regenerate", "john")
     assert r.returncode == 0 and "hard link shared between sites" in r.stderr
 

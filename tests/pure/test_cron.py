@@ -121,9 +121,11 @@ def test_cases_env_lines_apply_to_the_lines_after(cases):
     ("cd /home/john/apps/shop2 && php artisan schedule:run", "app.example.net"),
     ("php /home/john/apps/x.php", "cage"),
     # lexical normalization
-    ("php /home/john/blog/../public_html/shop/x.php", "shop.example.com"),
+    # A path spelled through `..` names two sites' paths: refused (the text
+    # pass counts every site path written in the line).
+    ("php /home/john/blog/../public_html/shop/x.php", "refused"),
     ("php /home/john//blog/./x.php", "blog.example.org"),
-    ("php /home/john/public_html/shop/../index.php", "example.com"),
+    ("php /home/john/public_html/shop/../index.php", "refused"),
 ])
 def test_longest_prefix(command, expect):
     assert where(command) == expect
@@ -183,7 +185,9 @@ def test_chains(command, expect):
     ("php /home/john/blog/x.php >/dev/null 2>&1", "blog.example.org"),
     ("php /home/john/blog/x.php > /home/john/public_html/out", "refused"),
     ("php /home/john/blog/x.php 2>&1 >&- 1>&2", "blog.example.org"),
-    ("cat <<< /home/john/public_html/x", "cage"),            # data, not a file
+    # Site paths written anywhere count (a `sh -c '…'` string is text too):
+    # data and quoted words run in that site's view, never in the cage.
+    ("cat <<< /home/john/public_html/x", "example.com"),
 ])
 def test_redirections(command, expect):
     assert where(command) == expect
@@ -195,13 +199,13 @@ def test_redirections(command, expect):
     ("php /home/john/bl'og'/x.php", "blog.example.org"),
     ("php /home/john/blog/my\\ file.php", "blog.example.org"),
     ("php '/home/john/my blog/x.php'", "cage"),
-    ("echo 'php /home/john/blog/x.php'", "cage"),            # one word, not a path
-    ('echo "a; php /home/john/blog/x.php"', "cage"),
-    ("php /home/john/blog/x.php # /home/john/public_html", "blog.example.org"),
+    ("echo 'php /home/john/blog/x.php'", "blog.example.org"),
+    ('echo "a; php /home/john/blog/x.php"', "blog.example.org"),
+    ("php /home/john/blog/x.php # /home/john/public_html", "refused"),
     ("php /home/john/blog/x.php#notacomment", "blog.example.org"),
     ("wget -q -O /dev/null \"https://example.com/cron.php?key=1\"", "cage"),
-    ("curl --url=https://example.com/home/john/blog", "cage"),
-    ("curl -s http://localhost/home/john/blog/x", "cage"),
+    ("curl --url=https://example.com/home/john/blog", "blog.example.org"),
+    ("curl -s http://localhost/home/john/blog/x", "blog.example.org"),
 ])
 def test_quoting(command, expect):
     assert where(command) == expect
@@ -214,7 +218,7 @@ def test_quoting(command, expect):
     ("php '$HOME/blog/x.php'", {}, "cage"),                 # not expanded
     ("php ~/blog/x.php", {}, "blog.example.org"),
     ("php ~john/blog/x.php", {}, "blog.example.org"),
-    ("php '~/blog/x.php'", {}, "cage"),
+    ("php '~/blog/x.php'", {}, "blog.example.org"),
     ("php $DIR/x.php", {"DIR": "/home/john/blog"}, "blog.example.org"),
     ("php $DIR/x.php", {}, "cage"),                         # unset: empty
     ("php ${DIR:-/home/john/blog}/x.php", {}, "blog.example.org"),

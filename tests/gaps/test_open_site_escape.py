@@ -1,0 +1,164 @@
+"""Open findings (known gaps, see the README): each test shows an attack
+that still works; run with SITEISO_GAPS=1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+import pytest
+
+pytestmark = pytest.mark.kernel
+
+A = "example.com"           # /home/john/public_html
+NESTED = "shop.example.com"  # /home/john/public_html/shop
+B = "blog.example.org"       # /home/john/blog
+A_SECRET = "/home/john/public_html/wp-config.php"
+B_SECRET = "/home/john/blog/wp-config.php"
+
+
+def isolate(sbx, *domains):
+    r = sbx.cagefsctl("--site-isolation-allow-all")
+    assert r.returncode == 0, r.stderr
+    r = sbx.cagefsctl("--site-isolation-enable", *domains)
+    assert r.returncode == 0, r.stderr
+
+
+def in_site(sbx, site, script, user="john", timeout=30):
+    return sbx.run(["cagefs_enter_site", site, "sh", "-c", script], user=user,
+                   check=False, timeout=timeout)
+
+
+def py_in_site(sbx, site, code, timeout=30):
+    return sbx.run(["cagefs_enter_site", site, "python3", "-c", code], user="john",
+                   check=False, timeout=timeout)
+
+
+def start_in_site(sbx, site, code, seconds=15):
+    """A python3 program in the site, bounded in time."""
+    return sbx.popen(["cagefs_enter_site", site, "timeout", str(seconds),
+                      "python3", "-c", code], user="john")
+
+
+def wait_for(sbx, check, tries=50):
+    for _ in range(tries):
+        if check():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def stop(p):
+    p.kill()
+    with contextlib.suppress(Exception):   # the sandbox ends it anyway
+        p.wait(timeout=5)
+
+
+# ---- findings: attacks that work today ---------------------------------------
+
+CRON_SHELL = "/opt/siteiso/venv/bin/siteiso-cron-shell"
+
+
+def cron_line(sbx, command):
+    """What cron does with a crontab line of john's: `$SHELL -c <line>` in
+    $HOME, with siteiso's cron shell as SHELL."""
+    env = {"HOME": "/home/john", "SHELL": CRON_SHELL, "PATH": "/usr/bin:/bin",
+           "LOGNAME": "john"}
+    return sbx.run(["sh", "-c", 'cd "$HOME" && exec "$0" -c "$1"', CRON_SHELL,
+                    command], user="john", env=env, check=False, timeout=30)
+
+
+def _holder_pids(sbx, user):
+    uid = sbx.users[user].uid
+    text = sbx.run(["cat", f"/run/siteiso/index/{uid}"], check=False).stdout
+    return sorted(line.split("\t")[2] for line in text.splitlines()
+                  if line.startswith(("site\t", "cage\t")))
+
+
+def test_site_cannot_read_the_account_owners_terminal(server):
+    """The view shares the host's devpts: every pty of the account (the
+    owner's SSH session, a `cagefs_enter_site` shell of a sibling) is
+    /dev/pts/N, owned by the user, mode 0600 — a site opens it and reads
+    what is typed there (passwords), or writes into it."""
+    isolate(server, A, B)
+    owner = ("import pty, os, time\n"
+             "m, s = pty.openpty()\n"
+             "print(os.ttyname(s), flush=True)\n"
+             "time.sleep(1.5)\n"
+             "os.write(m, b'mysql-root-password-typed\\n')\n"
+             "time.sleep(3)\n")
+    # The owner's terminal: a pty of john's, outside every view.
+    p = server.popen(["timeout", "8", "python3", "-c", owner], user="john")
+    try:
+        tty = p.stdout.readline().strip()
+        assert tty.startswith("/dev/pts/"), tty
+        r = in_site(server, A, f"timeout 4 head -1 {tty}")
+        assert "mysql-root-password-typed" not in r.stdout
+        r = in_site(server, A, f"ls /dev/pts; echo INJECTED > {tty} && echo wrote")
+        assert "wrote" not in r.stdout, r.stdout
+    finally:
+        stop(p)
+
+
+def test_site_cannot_take_over_a_deeper_nested_siblings_docroot(sandbox):
+    """A sibling nested two levels down (public_html/sub/deep): the parent
+    site cannot rename the masked mount point itself, but it can rename the
+    directory holding it (public_html/sub) and make a new sub/deep of its
+    own. After the next rebuild of the views (`--remount`, a reboot) the
+    parent's view masks its own decoy and shows the sibling's real tree at
+    sub2/deep, and the sibling's view (and vhost) serves the parent's decoy."""
+    s = sandbox
+    s.useradd("john")
+    s.make_tree("john", {
+        "/home/john/public_html/index.php": "<?php echo 'a';\n",
+        "/home/john/public_html/sub/deep/wp-config.php": "<?php $pw = 'secret-deep';\n",
+    })
+    s.set_domains({A: ("john", "/home/john/public_html"),
+                   "deep.example.com": ("john", "/home/john/public_html/sub/deep")})
+    isolate(s, A, "deep.example.com")
+    r = in_site(s, A, "cat /home/john/public_html/sub/deep/wp-config.php")
+    assert "secret-deep" not in r.stdout          # hidden, as it should be
+    r = in_site(s, A, "cd /home/john/public_html && mv sub sub2 && mkdir -p sub/deep"
+                      " && echo '<?php echo \"decoy\";' > sub/deep/index.php")
+    assert r.returncode == 0, r.stderr             # the attack step is allowed
+    r = s.cagefsctl("--remount", "john")           # any later rebuild
+    assert r.returncode in (0, 1)
+    r = in_site(s, A, "cat /home/john/public_html/sub2/deep/wp-config.php")
+    assert "secret-deep" not in r.stdout
+    r = s.run(["cagefs_enter_site", "deep.example.com", "ls",
+               "/home/john/public_html/sub/deep"], user="john", check=False)
+    assert "index.php" not in r.stdout             # not the parent's decoy
+
+
+def test_ro_home_keeps_hidden_entries_hidden_when_they_appear_later(server):
+    """home = ro: the rest of the home is visible read-only, "in every mode
+    these stay hidden" (~/.my.cnf, ~/mail, backups, ...). The masks are
+    planned from the entries the home has when the view is built: a database
+    password file, the nightly full-account backup or the mailbox made
+    afterwards are read by every site."""
+    server.sh("echo 'home = ro' >> /etc/siteiso/siteiso.conf")
+    isolate(server, A, B)
+    server.make_tree("john", {
+        "/home/john/.my.cnf": "[client]\npassword=db-secret-later\n",
+        "/home/john/backup-12.4.2026_john.tar": "full-account-backup-later\n",
+        "/home/john/mail/new/1": "mail-secret-later\n",
+    })
+    r = in_site(server, A, "cat /home/john/.my.cnf /home/john/backup-12.4.2026_john.tar"
+                           " /home/john/mail/new/1")
+    for leak in ("db-secret-later", "full-account-backup-later", "mail-secret-later"):
+        assert leak not in r.stdout, r.stdout
+
+
+def test_shared_home_site_cannot_create_ssh_authorized_keys(server):
+    """home = shared ("shared files are not isolated") still keeps ~/.ssh
+    hidden in every mode — but only when ~/.ssh exists at build time. A site
+    creates it and logs in over SSH as the account, outside every view."""
+    server.sh("echo 'home = shared' >> /etc/siteiso/siteiso.conf")
+    assert not server.exists("/home/john/.ssh")
+    isolate(server, A, B)
+    r = in_site(server, A, "mkdir -p /home/john/.ssh &&"
+                           " echo 'ssh-ed25519 AAAA attacker'"
+                           " >> /home/john/.ssh/authorized_keys && echo planted")
+    assert "planted" not in r.stdout
+    assert not server.exists("/home/john/.ssh/authorized_keys")
