@@ -228,6 +228,10 @@ static void parse_op(char *line, const char *kw, struct plan_op *op)
                 fields(line, f, 2);
                 op->kind = OP_RO;
                 op->path = clean_path(f[1]);
+        } else if (strcmp(kw, "devpts") == 0) {
+                fields(line, f, 2);
+                op->kind = OP_DEVPTS;
+                op->path = clean_path(f[1]);
         } else if (strcmp(kw, "detach") == 0) {
                 fields(line, f, 2);
                 op->kind = OP_DETACH;
@@ -602,6 +606,30 @@ static void op_detach(const struct plan_op *op)
                 die_errno("detach %s", op->path);
 }
 
+/* A devpts of the view's own (a new instance): the account's other terminals (its owner's
+ * SSH session) do not exist in a view. /dev/ptmx opens the instance mounted beside it. */
+static void op_devpts(const struct plan_op *op)
+{
+        _cleanup_close_ int target = open_target(op->path);
+        _cleanup_close_ int fs = sys_fsopen("devpts", FSOPEN_CLOEXEC);
+
+        if (target < 0)
+                die_errno("open devpts target %s", op->path);
+        if (fs < 0)
+                die_errno("create a devpts for %s", op->path);
+        if (sys_fsconfig(fs, FSCFG_SET_STRING, "ptmxmode", "0666", 0) < 0 ||
+            sys_fsconfig(fs, FSCFG_SET_STRING, "mode", "0620", 0) < 0 ||
+            sys_fsconfig(fs, FSCFG_SET_STRING, "gid", "5", 0) < 0)
+                die_errno("configure the devpts for %s", op->path);
+        if (sys_fsconfig(fs, FSCFG_CMD_CREATE, NULL, NULL, 0) < 0)
+                die_errno("create the devpts for %s", op->path);
+        _cleanup_close_ int mnt = sys_fsmount(fs, FSMOUNT_CLOEXEC,
+                                              MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC);
+        if (mnt < 0)
+                die_errno("mount the devpts for %s", op->path);
+        attach_onto(mnt, target, "a devpts", op->path);
+}
+
 void plan_apply_op(struct plan_ctx *ctx, const struct plan_op *op)
 {
         switch (op->kind) {
@@ -625,6 +653,9 @@ void plan_apply_op(struct plan_ctx *ctx, const struct plan_op *op)
                 break;
         case OP_DETACH:
                 op_detach(op);
+                break;
+        case OP_DEVPTS:
+                op_devpts(op);
                 break;
         }
 }

@@ -22,6 +22,7 @@ enum plan_op_kind {
         OP_MASK,
         OP_RO,
         OP_DETACH,
+        OP_DEVPTS,
 };
 
 struct plan_op {

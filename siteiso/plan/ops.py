@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from siteiso.errors import UnsafePath
 
 KINDS = {"version", "uid", "home", "cgroup", "pidns", "proc",
-         "clone", "tmpfs", "mkdir", "attach", "mask", "ro", "detach"}
+         "clone", "tmpfs", "mkdir", "attach", "mask", "ro", "detach", "devpts"}
 
 
 @dataclass(frozen=True)

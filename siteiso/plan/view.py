@@ -241,6 +241,8 @@ def site_plan(c: CageInput, site: SiteInput, sites: list[SiteInput],
     ops += clones + tmp_clones + id_clones + php_clones
     ops += _system(c, SITE_MASKED_DIRS, SITE_MASKED_PROGRAMS,
                    (PHP_INI_DIR,) if php_clones else ())
+    # A devpts of its own: the owner's terminals do not exist in a site.
+    ops += [op("devpts", "/dev/pts")] if "/dev/pts" in c.existing else []
     roots = _mask_roots(c.hosting_homes)
     ops += _covered(c, roots, [dst for _, dst, _ in mounts] if private else [])
     ops += attaches

@@ -48,7 +48,7 @@ SYSTEM_PATHS_PROBED = (
     "/usr/bin/batch", "/usr/bin/atq", "/usr/bin/atrm", "/usr/bin/systemd-run",
     "/usr/bin/busctl", "/usr/bin/dbus-send", "/usr/local/bin/cagefsctl-user",
     "/usr/local/bin/selectorctl", "/usr/local/sbin/cagefsctl",
-    "/usr/local/sbin/siteiso", "/usr/local/bin/siteiso",
+    "/usr/local/sbin/siteiso", "/usr/local/bin/siteiso", "/dev/pts",
     *MTA_WRITABLE,
 )
 

@@ -484,3 +484,35 @@ def test_inherited_pidfd_on_stdin_does_not_lead_out_of_the_view(server):
     assert "got" in r.stdout, r.stderr            # the attempt ran in the site
     assert "wp-config.php" not in r.stdout, r.stdout
     assert "got -1" in r.stdout, r.stdout
+
+
+def test_site_cannot_read_the_account_owners_terminal(server):
+    """The view shares the host's devpts: every pty of the account (the
+    owner's SSH session, a `cagefs_enter_site` shell of a sibling) is
+    /dev/pts/N, owned by the user, mode 0600 — a site opens it and reads
+    what is typed there (passwords), or writes into it."""
+    isolate(server, A, B)
+    owner = ("import pty, os, time\n"
+             "m, s = pty.openpty()\n"
+             "print(os.ttyname(s), flush=True)\n"
+             "time.sleep(1.5)\n"
+             "os.write(m, b'mysql-root-password-typed\\n')\n"
+             "time.sleep(3)\n")
+    # The owner's terminal: a pty of john's, outside every view.
+    p = server.popen(["timeout", "8", "python3", "-c", owner], user="john")
+    try:
+        tty = p.stdout.readline().strip()
+        assert tty.startswith("/dev/pts/"), tty
+        r = in_site(server, A, f"timeout 4 head -1 {tty}")
+        assert "mysql-root-password-typed" not in r.stdout
+        r = in_site(server, A, f"ls /dev/pts; echo INJECTED > {tty} && echo wrote")
+        assert "wrote" not in r.stdout, r.stdout
+    finally:
+        stop(p)
+
+
+def test_a_site_still_gets_terminals_of_its_own(server):
+    isolate(server, A, B)
+    r = in_site(server, A, "python3 -c 'import os, pty; m, s = pty.openpty(); "
+                           "print(os.ttyname(s))'")
+    assert r.returncode == 0 and r.stdout.startswith("/dev/pts/"), r.stderr
