@@ -143,7 +143,10 @@ class Sandbox:
         # (its PID 1 dying takes every process inside with it).
         self.run(["sh", "-c", _KILL_CGROUPS.format(root=self.cgroup_root)],
                  check=False, timeout=30)
-        os.kill(self.pid, signal.SIGKILL)
+        if self.pid > 0:   # never 0: that would signal our own process group
+            os.kill(self.pid, signal.SIGKILL)
+        else:
+            self.proc.kill()
         self.proc.wait(timeout=30)
         self._remove_cgroups()
         self.proc = None
