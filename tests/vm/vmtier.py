@@ -68,7 +68,7 @@ DEFAULT_TESTS = (
     _E + "test_escape_through_proc_of_a_sibling_process",
     _E + "test_escape_through_symlink_and_dotdot",
     _E + "test_escape_through_mount_and_user_namespace",
-    _E + "test_mount_added_later_by_the_host_is_not_visible",
+    _E + "test_mount_added_later_on_a_shared_host_is_not_visible",
     _E + "test_sibling_unix_socket_is_unreachable",
     _E + "test_failed_namespace_entry_never_runs_the_command",
     _E + "test_seccomp_and_core_limit",
