@@ -212,8 +212,9 @@ def _write(path: str, text: str) -> None:
     os.rename(f"{path}.tmp", path)
 
 
-def _kill_holder(h: Holder) -> None:
-    """SIGKILL a holder: its PID namespace (every process of the view) dies."""
+def _signal_holder(h: Holder, sig: signal.Signals) -> None:
+    """Signal the holder the record names, through a pidfd, if it still is
+    that process (start time checked)."""
     try:
         fd = os.pidfd_open(h.pid)
     except ProcessLookupError:
@@ -221,22 +222,19 @@ def _kill_holder(h: Holder) -> None:
     try:
         if index.starttime(h.pid) == h.starttime:
             with contextlib.suppress(ProcessLookupError):   # gone meanwhile
-                signal.pidfd_send_signal(fd, signal.SIGKILL)
+                signal.pidfd_send_signal(fd, sig)
     finally:
         os.close(fd)
+
+
+def _kill_holder(h: Holder) -> None:
+    """SIGKILL a holder: its PID namespace (every process of the view) dies."""
+    _signal_holder(h, signal.SIGKILL)
 
 
 def _retire_holder(h: Holder) -> None:
-    try:
-        fd = os.pidfd_open(h.pid)
-    except ProcessLookupError:
-        return
-    try:
-        if index.starttime(h.pid) == h.starttime:
-            with contextlib.suppress(ProcessLookupError):   # gone meanwhile
-                signal.pidfd_send_signal(fd, signal.SIGUSR1)
-    finally:
-        os.close(fd)
+    """SIGUSR1: the holder leaves once the last process of its view has."""
+    _signal_holder(h, signal.SIGUSR1)
 
 
 def _hides(old_plan: str, new_plan: str) -> bool:

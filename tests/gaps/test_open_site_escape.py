@@ -1,79 +1,16 @@
 """Open findings (known gaps, see the README): each test shows an attack
-that still works; run with SITEISO_GAPS=1.
-"""
+that still works; run with SITEISO_GAPS=1. The helpers are the attack
+tests' own."""
 
 from __future__ import annotations
 
-import contextlib
-import time
-
-import pytest
-
-pytestmark = pytest.mark.kernel
-
-A = "example.com"           # /home/john/public_html
-NESTED = "shop.example.com"  # /home/john/public_html/shop
-B = "blog.example.org"       # /home/john/blog
-A_SECRET = "/home/john/public_html/wp-config.php"
-B_SECRET = "/home/john/blog/wp-config.php"
-
-
-def isolate(sbx, *domains):
-    r = sbx.cagefsctl("--site-isolation-allow-all")
-    assert r.returncode == 0, r.stderr
-    r = sbx.cagefsctl("--site-isolation-enable", *domains)
-    assert r.returncode == 0, r.stderr
-
-
-def in_site(sbx, site, script, user="john", timeout=30):
-    return sbx.run(["cagefs_enter_site", site, "sh", "-c", script], user=user,
-                   check=False, timeout=timeout)
-
-
-def py_in_site(sbx, site, code, timeout=30):
-    return sbx.run(["cagefs_enter_site", site, "python3", "-c", code], user="john",
-                   check=False, timeout=timeout)
-
-
-def start_in_site(sbx, site, code, seconds=15):
-    """A python3 program in the site, bounded in time."""
-    return sbx.popen(["cagefs_enter_site", site, "timeout", str(seconds),
-                      "python3", "-c", code], user="john")
-
-
-def wait_for(sbx, check, tries=50):
-    for _ in range(tries):
-        if check():
-            return True
-        time.sleep(0.1)
-    return False
-
-
-def stop(p):
-    p.kill()
-    with contextlib.suppress(Exception):   # the sandbox ends it anyway
-        p.wait(timeout=5)
-
-
-# ---- findings: attacks that work today ---------------------------------------
-
-CRON_SHELL = "/opt/siteiso/venv/bin/siteiso-cron-shell"
-
-
-def cron_line(sbx, command):
-    """What cron does with a crontab line of john's: `$SHELL -c <line>` in
-    $HOME, with siteiso's cron shell as SHELL."""
-    env = {"HOME": "/home/john", "SHELL": CRON_SHELL, "PATH": "/usr/bin:/bin",
-           "LOGNAME": "john"}
-    return sbx.run(["sh", "-c", 'cd "$HOME" && exec "$0" -c "$1"', CRON_SHELL,
-                    command], user="john", env=env, check=False, timeout=30)
-
-
-def _holder_pids(sbx, user):
-    uid = sbx.users[user].uid
-    text = sbx.run(["cat", f"/run/siteiso/index/{uid}"], check=False).stdout
-    return sorted(line.split("\t")[2] for line in text.splitlines()
-                  if line.startswith(("site\t", "cage\t")))
+import pytest  # noqa: F401
+from test_attack_site_escape import (  # noqa: F401
+    A,
+    B,
+    in_site,
+    isolate,
+)
 
 
 def test_site_cannot_take_over_a_deeper_nested_siblings_docroot(sandbox):
