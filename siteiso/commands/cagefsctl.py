@@ -28,6 +28,9 @@ from siteiso.service import php
 from siteiso.state import Site, State, fault, load, locked, mirrors, save
 from siteiso.views import engine
 
+# PHP handlers that spawn through their own root helpers (SPEC §8).
+UNISOLATED_HANDLERS = ("lsapi", "passenger")
+
 ACTIONS = (
     ("--site-isolation-allow-all", 0),
     ("--site-isolation-deny-all", 0),
@@ -85,6 +88,7 @@ class Admin:
         self.cfg = cfg
         # Users whose views the change affects; None: every user.
         self.touched: set[str] | None = None
+        self.warnings: list[str] = []
 
     def _touch(self, user: str) -> None:
         if self.touched is None:
@@ -158,6 +162,11 @@ class Admin:
                 raise NotAllowed(acct.name)
             docroot = engine.resolve_docroot(acct, rec.docroot)
             planned.append((d, acct, docroot, rec.php_version))
+            if rec.php_handler in UNISOLATED_HANDLERS:
+                self.warnings.append(
+                    f"{d} is served by {rec.php_handler}, which siteiso cannot "
+                    "isolate yet: its PHP keeps running outside the view "
+                    "(cron, shell and the other handlers are isolated)")
         builds = None
         for d, acct, docroot, panel_php in planned:
             self._touch(acct.name)
@@ -330,6 +339,9 @@ def main(argv: list[str] | None = None) -> int:
             commit(st, cfg, users=users, rebuild=rebuild)
             if args.site_isolation_enable or args.site_isolation_regenerate:
                 _report_links(st, cfg, users or [])
+            for line in admin.warnings:
+                print(f"warning: {line}", file=sys.stderr)
+                log.warning("%s", line)
         print(msg)
         return 0
 

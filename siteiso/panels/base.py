@@ -34,6 +34,9 @@ class DomainRecord:
     docroot: str  # as the panel gives it (validated string)
     is_main: bool = False
     php_version: str | None = None  # the panel's per-domain PHP version, "8.2"
+    # The panel's PHP handler when it says (integration `php.handler`):
+    # "lsapi", "fpm", "cgi"…; siteiso warns where it cannot isolate it.
+    php_handler: str | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,7 @@ def make_record(
     docroot: object,
     is_main: object = False,
     php_version: str | None = None,
+    php_handler: str | None = None,
 ) -> DomainRecord | None:
     """Validate one record; log and return None if any part of it is bad."""
     try:
@@ -105,6 +109,7 @@ def make_record(
             docroot=validate_path(docroot, "docroot"),
             is_main=is_main,
             php_version=php_version,
+            php_handler=php_handler,
         )
     except InvalidName as e:
         log.warning("%s: skipping domain %s: %s", source, quote(name), e.message)
@@ -151,6 +156,14 @@ def _php_of_entry(source: str, name: str, entry: dict[str, object]) -> str | Non
     return None
 
 
+def _handler_of_entry(entry: dict[str, object]) -> str | None:
+    php = entry.get("php")
+    handler = php.get("handler") if isinstance(php, dict) else None
+    if isinstance(handler, str) and handler.isascii() and handler.isalnum():
+        return handler.lower()
+    return None
+
+
 def parse_domains_data(source: str, data: object) -> dict[str, DomainRecord]:
     """Records from the integration-scripts `domains` format:
     {"example.com": {"owner": "john", "document_root": "/home/john/public_html",
@@ -176,6 +189,7 @@ def parse_domains_data(source: str, data: object) -> dict[str, DomainRecord]:
             entry.get("document_root"),
             entry.get("is_main", False),
             _php_of_entry(source, str(name), entry),
+            _handler_of_entry(entry),
         )
         if record is not None:
             records.append(record)

@@ -82,3 +82,22 @@ def test_hanging_integration_script_is_a_clear_error(sandbox):
     assert r.returncode == 1
     assert r.stderr.strip()
     assert "Traceback" not in r.stderr
+
+
+def test_enable_warns_for_an_lsapi_site(sandbox, cases):
+    sandbox.useradd("john")
+    sandbox.make_tree("john", {"/home/john/public_html/index.php": "<?php\n",
+                               "/home/john/public_html/shop/index.php": "<?php\n"})
+    answer = (cases / "integration" / "domains-ok.json").read_text()
+    sandbox.write("/opt/cpvendor/bin/domains", "#!/bin/sh\ncat <<'EOF'\n"
+                  + answer + "\nEOF\n", mode=0o755)
+    sandbox.write("/opt/cpvendor/etc/integration.ini",
+                  "[integration_scripts]\ndomains = /opt/cpvendor/bin/domains\n")
+    assert sandbox.cagefsctl("--site-isolation-allow-all").returncode == 0
+    r = sandbox.cagefsctl("--site-isolation-enable", "example.com",
+                          "shop.example.com")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == ("Website isolation was enabled for domain(s),\n"
+                        "example.com,shop.example.com\n")
+    assert "warning: example.com is served by lsapi" in r.stderr
+    assert "shop.example.com is served" not in r.stderr

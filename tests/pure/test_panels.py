@@ -388,10 +388,11 @@ def test_integration_domains_ok_case(cases: Path, tmp_path: Path) -> None:
     )
     assert panel.domains() == {
         "example.com": DomainRecord(
-            "example.com", "john", "/home/john/public_html", True, "8.2"
+            "example.com", "john", "/home/john/public_html", True, "8.2", "lsapi"
         ),
         "shop.example.com": DomainRecord(
-            "shop.example.com", "john", "/home/john/public_html/shop", False, "8.1"
+            "shop.example.com", "john", "/home/john/public_html/shop", False, "8.1",
+            "fpm",
         ),
     }
     assert args_of(tmp_path) == ["--with-php"]
