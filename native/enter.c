@@ -42,20 +42,6 @@
 
 extern char **environ;
 
-/* struct clone_args up to .cgroup (CLONE_ARGS_SIZE_VER2), under our own name. */
-struct enter_clone_args {
-        uint64_t flags;
-        uint64_t pidfd;
-        uint64_t child_tid;
-        uint64_t parent_tid;
-        uint64_t exit_signal;
-        uint64_t stack;
-        uint64_t stack_size;
-        uint64_t tls;
-        uint64_t set_tid;
-        uint64_t set_tid_size;
-        uint64_t cgroup;
-};
 
 enum mode {
         MODE_ENTER,
@@ -632,7 +618,7 @@ int main(int argc, char **argv)
             setns(e.holder_pidfd, CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC) < 0)
                 die_errno("join the namespaces of the view %s", rec_label(e.rec));
 
-        struct enter_clone_args ca = {
+        struct siteiso_clone_args ca = {
                 .flags = CLONE_INTO_CGROUP,
                 .exit_signal = SIGCHLD,
                 .cgroup = (uint64_t)cgroup_fd,

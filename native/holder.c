@@ -314,20 +314,6 @@ static int cmd_apply(const char *pid_arg)
 #define RUN_MAX_KEEP 16
 #define RUN_CGROUP_NAME_MAX 32
 
-/* struct clone_args up to .cgroup (CLONE_ARGS_SIZE_VER2), under our own name. */
-struct run_clone_args {
-        uint64_t flags;
-        uint64_t pidfd;
-        uint64_t child_tid;
-        uint64_t parent_tid;
-        uint64_t exit_signal;
-        uint64_t stack;
-        uint64_t stack_size;
-        uint64_t tls;
-        uint64_t set_tid;
-        uint64_t set_tid_size;
-        uint64_t cgroup;
-};
 
 struct run_req {
         pid_t holder;
@@ -685,7 +671,7 @@ static int cmd_run(int argc, char **argv)
         if (setns(req.holder_pidfd, CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC) < 0)
                 die_errno("join the namespaces of holder %d", (int)req.holder);
 
-        struct run_clone_args ca = {
+        struct siteiso_clone_args ca = {
                 .flags = CLONE_INTO_CGROUP,
                 .exit_signal = SIGCHLD,
                 .cgroup = (uint64_t)cgroup_fd,

@@ -136,3 +136,18 @@ int index_parse(char *buf, size_t len, struct index *idx, size_t *bad_line);
 
 /* Is name one of the comma-separated names (ASCII case-insensitive, trailing dot ignored)? */
 bool names_contain(const char *names, const char *name);
+
+/* struct clone_args up to .cgroup (CLONE_ARGS_SIZE_VER2), under our own name. */
+struct siteiso_clone_args {
+        uint64_t flags;
+        uint64_t pidfd;
+        uint64_t child_tid;
+        uint64_t parent_tid;
+        uint64_t exit_signal;
+        uint64_t stack;
+        uint64_t stack_size;
+        uint64_t tls;
+        uint64_t set_tid;
+        uint64_t set_tid_size;
+        uint64_t cgroup;
+};
