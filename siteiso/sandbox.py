@@ -356,8 +356,8 @@ def curl(sbx: Sandbox, domain: str, path: str) -> tuple[int, str]:
     """GET http://domain/path from inside the sandbox: (status, body).
 
     A 503 while Apache finishes a graceful restart (its CGI daemon is being
-    replaced) is retried for up to two seconds, as a browser user would."""
-    for _ in range(20):
+    replaced) is retried for up to ten seconds, as a browser user would."""
+    for _ in range(100):
         r = sbx.run(["curl", "-s", "-w", "\n%{http_code}", "-H", f"Host: {domain}",
                      f"http://127.0.0.1{path}"], check=False)
         body, _, code = r.stdout.rpartition("\n")
