@@ -32,17 +32,19 @@ from siteiso.views import engine
 UNISOLATED_HANDLERS = ("lsapi", "passenger")
 
 ACTIONS = (
-    ("--site-isolation-allow-all", 0),
-    ("--site-isolation-deny-all", 0),
-    ("--site-isolation-allow", "+"),
-    ("--site-isolation-deny", "+"),
-    ("--site-isolation-toggle-mode", 0),
-    ("--site-isolation-enable", "+"),
-    ("--site-isolation-disable", "+"),
-    ("--site-isolation-list", "*"),
-    ("--site-isolation-regenerate", "+"),
-    ("--remount", "+"),
-    ("--remount-all", 0),
+    ("--site-isolation-allow-all", 0, "allow website isolation for every user"),
+    ("--site-isolation-deny-all", 0,
+     "deny it for every user (isolated sites are disabled)"),
+    ("--site-isolation-allow", "+", "allow it for these users"),
+    ("--site-isolation-deny", "+", "deny it for these users (their sites lose it)"),
+    ("--site-isolation-toggle-mode", 0, "switch between allow_all and deny_all"),
+    ("--site-isolation-enable", "+", "isolate these domains' websites"),
+    ("--site-isolation-disable", "+", "stop isolating these domains' websites"),
+    ("--site-isolation-list", "*", "list isolated domains (of these users)"),
+    ("--site-isolation-regenerate", "+",
+     "re-read the panel for these users and rebuild their views"),
+    ("--remount", "+", "rebuild these users' views"),
+    ("--remount-all", 0, "rebuild every user's views"),
 )
 
 
@@ -56,12 +58,12 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="cagefsctl", description="siteiso website isolation (admin)")
     group = p.add_mutually_exclusive_group(required=True)
-    for flag, nargs in ACTIONS:
+    for flag, nargs, text in ACTIONS:
         metavar = "DOMAIN" if "able" in flag and "allow" not in flag else "USER"
         if nargs == 0:
-            group.add_argument(flag, action="store_true")
+            group.add_argument(flag, action="store_true", help=text)
         else:
-            group.add_argument(flag, nargs=nargs, metavar=metavar)
+            group.add_argument(flag, nargs=nargs, metavar=metavar, help=text)
     p.add_argument("--json", action="store_true", help="JSON output (list)")
     p.add_argument("--debug", action="store_true", help="tracebacks and debug log")
     return p
