@@ -8,6 +8,7 @@ The file holds the data part of the integration scripts' `domains` answer:
 from __future__ import annotations
 
 import json
+import os
 
 from siteiso import paths
 from siteiso.errors import PanelError
@@ -19,6 +20,11 @@ from siteiso.panels.base import (
     parse_domains_data,
 )
 
+# Parsed files by identity: one command looks domains up many times (enable
+# of many names, PHP settings, restarts), and siteisod lives long; a file
+# that changes gets a new identity (inode, size, mtime in ns).
+_parsed: dict[tuple[str, int, int, int, int], dict[str, DomainRecord]] = {}
+
 
 class EmbeddedPanel:
     name = "embedded"
@@ -29,11 +35,21 @@ class EmbeddedPanel:
     def _read(self) -> dict[str, DomainRecord]:
         try:
             with open(self.path, "rb") as f:
+                st = os.fstat(f.fileno())
+                key = (self.path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+                if key in _parsed:
+                    return dict(_parsed[key])
                 raw = f.read(MAX_FILE + 1)
         except FileNotFoundError:
             return {}
         except OSError as e:
             raise PanelError(f"cannot read {self.path}: {e.strerror}") from e
+        records = self._parse(raw)
+        _parsed.clear()
+        _parsed[key] = records
+        return dict(records)
+
+    def _parse(self, raw: bytes) -> dict[str, DomainRecord]:
         if len(raw) > MAX_FILE:
             raise PanelError(
                 f"cannot read {self.path}: larger than {MAX_FILE >> 20} MiB"
