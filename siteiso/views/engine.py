@@ -18,6 +18,7 @@ import os
 import pwd
 import signal
 import subprocess
+from dataclasses import dataclass
 
 from siteiso import accounts, panels, paths, sysapi
 from siteiso.accounts import Account
@@ -104,18 +105,33 @@ def _storage(acct: Account, rel: str, subdirs: tuple[str, ...]) -> None:
         os.close(home_fd)
 
 
-def _identity(acct: Account, cfg: Config) -> tuple[str, str]:
+@dataclass(frozen=True)
+class HostFacts:
+    """What every user's plans read from the machine, read once per converge
+    (not once per user: at a thousand accounts that is a million lookups)."""
+    hosting: tuple[Account, ...]
+    passwd: tuple[pwd.struct_passwd, ...]
+    groups: tuple[grp.struct_group, ...]
+    existing: frozenset[str]
+    real: tuple[tuple[str, str], ...]
+
+    @classmethod
+    def read(cls, cfg: Config) -> HostFacts:
+        return cls(tuple(accounts.hosting_accounts(cfg)), tuple(pwd.getpwall()),
+                   tuple(grp.getgrall()), _existing(), _real())
+
+
+def _identity(acct: Account, host: HostFacts) -> tuple[str, str]:
     """passwd and group without the other hosting accounts."""
     d = f"{paths.VIEWS}/{acct.uid}"
     os.makedirs(d, mode=0o755, exist_ok=True)
-    others = {p.pw_name for p in pwd.getpwall()
-              if p.pw_uid >= cfg.min_uid and p.pw_uid != 65534 and p.pw_uid != acct.uid}
-    other_gids = {p.pw_gid for p in pwd.getpwall() if p.pw_name in others}
+    others = {a.name for a in host.hosting if a.uid != acct.uid}
+    other_gids = {a.gid for a in host.hosting if a.uid != acct.uid}
     passwd = [":".join((p.pw_name, "x", str(p.pw_uid), str(p.pw_gid), p.pw_gecos,
                         p.pw_dir, p.pw_shell))
-              for p in pwd.getpwall() if p.pw_name not in others]
+              for p in host.passwd if p.pw_name not in others]
     group = []
-    for g in grp.getgrall():
+    for g in host.groups:
         if g.gr_gid in other_gids and g.gr_gid != acct.gid:
             continue
         members = ",".join(m for m in g.gr_mem if m not in others)
@@ -277,10 +293,11 @@ def converge(st: State, cfg: Config, users: list[str] | None = None,
     # Per-domain PHP: ini dirs of sites no longer isolated go.
     php.prune(st.sites)
     failures: list[str] = []
+    host = HostFacts.read(cfg)
     for uid, owner in sorted(targets.items()):
         # One hostile home must not stop the others' views from converging.
         try:
-            converge_user(st, cfg, uid, owner, rebuild=rebuild)
+            converge_user(st, cfg, uid, owner, rebuild=rebuild, host=host)
         except SiteisoError as e:
             log.warning("user %s: %s", owner or uid, e.message)
             failures.append(f"user {owner or uid}: {e.message}")
@@ -289,7 +306,7 @@ def converge(st: State, cfg: Config, users: list[str] | None = None,
 
 
 def converge_user(st: State, cfg: Config, uid: int, name: str | None,
-                  rebuild: bool = False) -> None:
+                  rebuild: bool = False, host: HostFacts | None = None) -> None:
     old = index.read(uid)
     old_by_token = {h.token: h for h in old if h.kind == "site"}
     retired = [h for h in old if h.kind == "retired" and h.alive()]
@@ -304,8 +321,9 @@ def converge_user(st: State, cfg: Config, uid: int, name: str | None,
         return
     acct = accounts.lookup(name or "", cfg)
     _storage(acct, ".cagefs", CAGE_STORAGE)
-    passwd, group = _identity(acct, cfg)
-    hosting_homes = tuple(a.home for a in accounts.hosting_accounts(cfg))
+    host = host or HostFacts.read(cfg)
+    passwd, group = _identity(acct, host)
+    hosting_homes = tuple(a.home for a in host.hosting)
     inputs = site_inputs(st, acct, cfg)
     # Per-domain PHP (SPEC §5): each site's ini dir and build, for its plan.
     php_views = php.prepare_user(st, acct, cfg, old, {
@@ -316,7 +334,7 @@ def converge_user(st: State, cfg: Config, uid: int, name: str | None,
     to_retire: list[Holder] = []
     base = dict(user=acct.name, uid=acct.uid, gid=acct.gid, home=acct.home,
                 hosting_homes=hosting_homes, home_entries=_home_entries(acct),
-                passwd=passwd, group=group, existing=_existing(), real=_real())
+                passwd=passwd, group=group, existing=host.existing, real=host.real)
 
     # The user cage.
     cage_store = f"{acct.home}/.cagefs"
