@@ -137,6 +137,17 @@ int index_parse(char *buf, size_t len, struct index *idx, size_t *bad_line);
 /* Is name one of the comma-separated names (ASCII case-insensitive, trailing dot ignored)? */
 bool names_contain(const char *names, const char *name);
 
+/* Constants glibc 2.36's headers may lack (kernel ABI). */
+#ifndef CGROUP2_SUPER_MAGIC
+#define CGROUP2_SUPER_MAGIC 0x63677270
+#endif
+#ifndef SYS_clone3
+#define SYS_clone3 435
+#endif
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
+
 /* struct clone_args up to .cgroup (CLONE_ARGS_SIZE_VER2), under our own name. */
 struct siteiso_clone_args {
         uint64_t flags;
