@@ -18,13 +18,18 @@ the user's (hostile) home:
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import logging
 import os
 import subprocess
+import time
 
 from siteiso import paths, sysapi
 from siteiso.accounts import Account
 from siteiso.plan.sites import inside
 from siteiso.service.layout import Layout
+
+log = logging.getLogger(__name__)
 
 WRAPPERS = ".cagefs/wrappers"
 HANDLERS = ("cgi", "fcgid", "fpm")
@@ -203,11 +208,71 @@ def remove_include(path: str) -> bool:
 
 
 def reload(layout: Layout) -> None:
-    """Graceful reload when Apache runs here; nothing when it does not."""
-    pidfiles = ("/run/apache2/apache2.pid", "/run/httpd/httpd.pid",
-                "/var/run/apache2/apache2.pid")
-    if not any(os.path.exists(p) for p in pidfiles):
+    """Graceful reload when Apache runs here; nothing when it does not.
+
+    Returns once the new generation has started, and reloads are serialized
+    host-wide: a graceful restart that reaches Apache while the previous one
+    is still starting mod_cgid's daemon leaves the old socket behind, the new
+    daemon fails to bind, and every CGI request of the server gets 503 until
+    the next restart. Back-to-back admin commands must not cause that."""
+    master = _apache_master()
+    if master is None:
         return
     ctl = "apache2ctl" if layout.name == "debian" else "apachectl"
-    subprocess.run([ctl, "-k", "graceful"], check=False, capture_output=True,
-                   timeout=60)
+    os.makedirs(paths.RUN, mode=0o755, exist_ok=True)
+    fd = os.open(f"{paths.RUN}/apache-reload.lock", os.O_RDWR | os.O_CREAT
+                 | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        since = _ticks_now()
+        subprocess.run([ctl, "-k", "graceful"], check=False, capture_output=True,
+                       timeout=60)
+        _wait_new_generation(master, since, RELOAD_WAIT)
+    finally:
+        os.close(fd)
+
+
+RELOAD_WAIT = 30.0
+_PIDFILES = ("/run/apache2/apache2.pid", "/run/httpd/httpd.pid",
+             "/var/run/apache2/apache2.pid")
+
+
+def _apache_master() -> int | None:
+    for p in _PIDFILES:
+        try:
+            with open(p, encoding="ascii") as f:
+                pid = int(f.read().strip())
+        except (OSError, ValueError):
+            continue
+        if os.path.exists(f"/proc/{pid}"):
+            return pid
+    return None
+
+
+def _ticks_now() -> int:
+    return int(time.clock_gettime(time.CLOCK_BOOTTIME) * os.sysconf("SC_CLK_TCK"))
+
+
+def _wait_new_generation(master: int, since: int, timeout: float) -> None:
+    """Until the master has a child started after `since` (clock ticks since
+    boot): the new configuration is loaded and its helper daemons forked.
+    Then a short settle for those daemons to bind their sockets."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{master}/task/{master}/children", encoding="ascii") as f:
+                children = [int(c) for c in f.read().split()]
+        except OSError:
+            return  # the master is gone (or the kernel lacks the list)
+        for pid in children:
+            try:
+                with open(f"/proc/{pid}/stat", "rb") as f:
+                    start = int(f.read().rsplit(b")", 1)[1].split()[19])
+            except (OSError, IndexError, ValueError):
+                continue
+            if start >= since:
+                time.sleep(0.2)
+                return
+        time.sleep(0.05)
+    log.warning("Apache did not finish its graceful restart within %.0f s",
+                timeout)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from siteiso import paths
+
 pytestmark = pytest.mark.web
 
 A, NESTED, B, JANE = "a.example", "nested.example", "b.example", "jane.example"
@@ -109,3 +111,32 @@ def test_disable_restores_the_panels_handler(web):
     assert r.returncode == 0, r.stderr
     assert web.get(A, "/index.php") == (200, "hello from a.example")
     assert web.probe(A, "read", B_SECRET)["ok"]
+
+
+def test_back_to_back_commands_leave_cgi_working(web):
+    # Every enable and disable reloads Apache; a graceful restart that lands
+    # while the previous one is still starting mod_cgid's daemon would leave
+    # the whole server's CGI answering 503.
+    for _ in range(4):
+        enable(web.sbx, A)
+        assert web.sbx.cagefsctl("--site-isolation-disable", A).returncode == 0
+    log = web.sbx.run(["cat", "/var/log/apache2/error.log"]).stdout
+    assert "cgid daemon failed" not in log
+    assert web.get(A, "/index.php") == (200, "hello from a.example")
+    assert web.get(JANE, "/index.php") == (200, "hello from jane.example")
+
+
+def test_overlapping_reloads_leave_cgi_working(web):
+    # Two commands reloading at nearly the same time (the daemon and an
+    # admin, say), at offsets that sweep Apache's restart window.
+    code = ("import sys, time\n"
+            "from siteiso.service import apache, layout\n"
+            "time.sleep(float(sys.argv[1]))\n"
+            "apache.reload(layout.detect())\n")
+    py = f"{paths.OPT}/venv/bin/python"
+    for ms in range(0, 200, 20):
+        web.sbx.run(["sh", "-c", f'{py} -c "$0" 0 & {py} -c "$0" {ms / 1000}; wait',
+                     code])
+    log = web.sbx.run(["cat", "/var/log/apache2/error.log"]).stdout
+    assert "cgid daemon failed" not in log
+    assert web.get(A, "/index.php") == (200, "hello from a.example")
