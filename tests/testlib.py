@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import filecmp
 import os
+import time
 from pathlib import Path
 
 from harness import Sandbox
@@ -91,3 +92,46 @@ def cases_copy_differs() -> list[str]:
             walk(sub, f"{prefix}{name}/")
     walk(filecmp.dircmp(shared, Path(__file__).resolve().parent / "cases"), "")
     return diff
+
+
+# ---- siteisod --------------------------------------------------------------------
+
+SOCK = "/run/siteiso/user.sock"
+PIDFILE = "/run/siteiso/siteisod.pid"
+
+
+def wait_for(cond, what, timeout=10.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def start_daemon(sbx):
+    """Start siteisod; return once it runs (and, with the flag, answers)."""
+    stale = sbx.read(PIDFILE).strip() if sbx.exists(PIDFILE) else ""
+    proc = sbx.popen(["siteiso", "daemon"])
+
+    def running():
+        r = sbx.sh(f'p=$(cat {PIDFILE}) && [ "$p" != "{stale}" ] && kill -0 "$p"',
+                   check=False)
+        return r.returncode == 0 or proc.poll() is not None
+
+    wait_for(running, "the pidfile")
+    assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+    if sbx.exists("/opt/cloudlinux/flags/enabled-flags.d/website-isolation.flag"):
+        probe = f"import socket; socket.socket(socket.AF_UNIX).connect({SOCK!r})"
+        wait_for(lambda: sbx.run(["python3", "-c", probe], check=False)
+                 .returncode == 0, "the user socket")
+    return proc
+
+
+def daemon_pid(sbx):
+    return int(sbx.read(PIDFILE))
+
+
+def stop_daemon(sbx, proc):
+    sbx.run(["kill", str(daemon_pid(sbx))])
+    proc.wait(timeout=30)

@@ -59,10 +59,12 @@ from siteiso.service import cron
 from siteiso.service.monitor import (
     CRON_PREFIX,
     EVERYONE,
+    FPM_CHANGED,
     STATE_CHANGED,
     DocrootWatch,
     MountWatch,
 )
+from siteiso.service.supervise import FpmSupervisor
 from siteiso.state import load, locked
 from siteiso.views import index
 
@@ -392,6 +394,7 @@ class Daemon:
         self.docroots = DocrootWatch()
         self.watch_lock = threading.Lock()
         self.pending: dict[str, float] = {}   # user → when to regenerate
+        self.fpm = FpmSupervisor()
 
     # ---- lifetime --------------------------------------------------------
 
@@ -406,6 +409,7 @@ class Daemon:
         self.sel.register(self.docroots.fd, selectors.EVENT_READ, self._on_docroots)
         self._on_flag(0)
         self._rewatch()
+        self._rescan_fpm()
         try:
             while not self.stopping:
                 for key, mask in self.sel.select(self._timeout()):
@@ -434,6 +438,8 @@ class Daemon:
         self.flag.close()
         self.mounts.close()
         self.docroots.close()
+        for fd in list(self.fpm.watched):
+            os.close(fd)
         os.close(self.wake_r)
         os.close(self.wake_w)
         self.sig_r.close()
@@ -665,8 +671,28 @@ class Daemon:
         if crontabs:
             self.pool.submit(_ensure_cron_shells, crontabs).add_done_callback(
                 _log_failure)
-        for user in users - {CRON_PREFIX + c for c in crontabs}:
+        if FPM_CHANGED in users or STATE_CHANGED in users:
+            if FPM_CHANGED in users:
+                self._rewatch()     # the directory may have just been made
+            self._rescan_fpm()
+        for user in users - {CRON_PREFIX + c for c in crontabs} - {FPM_CHANGED}:
             self.pending.setdefault(user, due)
+
+    # ---- php-fpm supervision ----------------------------------------------------
+
+    def _rescan_fpm(self) -> None:
+        added, removed = self.fpm.rescan()
+        for fd in removed:
+            self.sel.unregister(fd)
+            os.close(fd)
+        for fd in added:
+            self.sel.register(fd, selectors.EVENT_READ,
+                              lambda _mask, fd=fd: self._on_fpm_exit(fd))
+
+    def _on_fpm_exit(self, fd: int) -> None:
+        self.sel.unregister(fd)
+        self.fpm.exited(fd)
+        os.close(fd)
 
     def _rewatch(self) -> None:
         """Aim the docroot watches at what the recorded state isolates."""
@@ -720,6 +746,9 @@ class Daemon:
         regenerate has a deadline."""
         deadlines = [c.deadline for c in self.conns if c.deadline != float("inf")]
         deadlines += self.pending.values()
+        fpm_due = self.fpm.next_deadline()
+        if fpm_due is not None:
+            deadlines.append(fpm_due)
         if not deadlines:
             return None
         return max(0.0, min(deadlines) - time.monotonic())
@@ -728,6 +757,8 @@ class Daemon:
         now = time.monotonic()
         for conn in [c for c in self.conns if c.deadline <= now]:
             self._close(conn)
+        for user in self.fpm.take_due():
+            self.pending.setdefault(user, now)
         due = {u for u, t in self.pending.items() if t <= now}
         if due:
             for u in due:

@@ -23,7 +23,7 @@ from typing import Any
 from siteiso import paths
 from siteiso.errors import SiteisoError
 from siteiso.plan.sites import SiteInput, site_paths
-from siteiso.service import cron
+from siteiso.service import cron, fpm
 from siteiso.state import State
 from siteiso.views.follow import follow_unmounts, host_devices
 
@@ -42,6 +42,8 @@ PANEL_EVENTS = IN_CLOSE_WRITE | IN_MOVED_TO | IN_DELETE | IN_CREATE | IN_ONLYDIR
 EVERYONE = "*"
 STATE_CHANGED = "@state"
 CRON_PREFIX = "cron:"      # a user's crontab was written: cron:<user>
+FPM_CHANGED = "@fpm"       # a php-fpm master's record was written or removed
+FPM_RECORD_EVENTS = IN_MOVED_TO | IN_DELETE | IN_ONLYDIR
 
 # The panel's files, by directory: (directory, names that matter or None).
 PANEL_FILES = ((paths.ETC, {"domains.json"}),
@@ -127,6 +129,13 @@ class DocrootWatch:
         if st.sites:
             want(cron.spool_dir(), {CRON_PREFIX}, None,
                  IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_ONLYDIR)
+        # php-fpm masters started or stopped by any command: watch them.
+        if st.sites:
+            if os.path.isdir(fpm.FPM_DIR):
+                want(fpm.FPM_DIR, {FPM_CHANGED}, None, FPM_RECORD_EVENTS)
+            else:
+                want(paths.RUN, {FPM_CHANGED}, os.path.basename(fpm.FPM_DIR),
+                     IN_CREATE | IN_MOVED_TO | IN_ONLYDIR)
         # Changes made by cagefsctl (not through siteisod): re-aim the watches.
         want(paths.LIB, {STATE_CHANGED}, os.path.basename(paths.STATE), PANEL_EVENTS)
         for wd in list(self._wds):

@@ -5,6 +5,8 @@ converge when it died."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from conftest_handlers import (
     A_ROOT,
@@ -27,6 +29,7 @@ from conftest_handlers import (
     site_record,
     wait_gone,
 )
+from testlib import start_daemon, stop_daemon, wait_for
 
 pytestmark = pytest.mark.web
 
@@ -208,3 +211,35 @@ def test_remount_moves_a_running_master_into_the_new_view(fweb):
     assert master(sbx, rec.token).pidns == new_rec.pidns
     assert php_pidns(fweb, A) == new_rec.pidns
     assert not fweb.probe(A, "read", B_SECRET)["ok"]
+
+
+def test_siteisod_starts_a_dead_master_again_at_once(fweb):
+    sbx = fweb.sbx
+    enable(sbx, A)
+    rec = site_record(sbx, "john", A_ROOT)
+    m = master(sbx, rec.token)
+    proc = start_daemon(sbx)
+    try:
+        sbx.run(["kill", "-KILL", str(m.pid)])
+        assert wait_gone(sbx, [m]) == []
+
+        def replaced():
+            try:
+                return master(sbx, rec.token).pid != m.pid
+            except (AssertionError, FileNotFoundError, ValueError):
+                return False
+        # No command runs: the daemon sees the master exit and starts it.
+        wait_for(replaced, "a new php-fpm master", timeout=15)
+        new = master(sbx, rec.token)
+        assert new.pidns == site_record(sbx, "john", A_ROOT).pidns
+        assert fweb.get(A, "/index.php") == (200, "hello from a.example")
+
+        # A master stopped on purpose stays stopped.
+        disable(sbx, A)
+        assert wait_gone(sbx, [new]) == []
+        time.sleep(2)
+        assert not sbx.exists(f"{FPM_DIR}/{rec.token}.pid")
+        assert fpm_procs(sbx, new.pidns) == []
+    finally:
+        stop_daemon(sbx, proc)
+    assert "Traceback" not in (proc.stderr.read() if proc.stderr else "")
