@@ -5,10 +5,9 @@ root and as the user (through siteisod), seen from inside the site views."""
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
-from testlib import ok
+from testlib import ok, start_daemon, stop_daemon
 
 pytestmark = pytest.mark.kernel
 
@@ -16,8 +15,6 @@ A, B = "example.com", "blog.example.org"      # two sites of john
 JANE = "jane.example.net"
 ALT = "/opt/alt/php81"
 MARKER = "siteiso-alt-php81"
-PIDFILE = "/run/siteiso/siteisod.pid"
-SOCK = "/run/siteiso/user.sock"
 
 # The second build: copies of the real 8.2 programs and three of its shared
 # objects, its own ini tree (mbstring enabled, a marker setting), made inside
@@ -236,24 +233,11 @@ def test_unknown_version_and_extension_name_what_exists(php_server):
 
 # ---- the user, through siteisod ---------------------------------------------------
 
-def wait_for(cond, what, timeout=10.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.fixture
 def siteisod(php_server):
-    proc = php_server.popen(["siteiso", "daemon"])
-    wait_for(lambda: php_server.exists(SOCK) or proc.poll() is not None,
-             "the user socket")
-    assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+    proc = start_daemon(php_server)
     yield proc
-    php_server.run(["kill", php_server.read(PIDFILE).strip()], check=False)
-    proc.wait(timeout=30)
+    stop_daemon(php_server, proc)
 
 
 def test_user_changes_own_domains_through_siteisod(php_server, siteisod):
