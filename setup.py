@@ -37,7 +37,8 @@ class BuildWithPrograms(build_py):
 
 setup(
     ext_modules=cythonize(
-        [Extension("siteiso._procscan", ["native/procscan.pyx"])],
+        [Extension("siteiso._procscan", ["native/procscan.pyx"]),
+         Extension("siteiso._core", ["native/core.pyx"])],
         language_level=3,
     ),
     cffi_modules=["native/sys_build.py:ffibuilder"],
