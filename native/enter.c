@@ -174,10 +174,22 @@ static void strip_slashes(char *p)
                 p[--n] = '\0';
 }
 
+/* The site's docroot, or the path the web server names it by (an alias of the record), that
+ * equals path; NULL for none. */
+static const char *docroot_named(const struct index_rec *r, const char *path)
+{
+        if (strcmp(r->docroot, path) == 0)
+                return r->docroot;
+        for (size_t i = 0; i < r->n_aliases; i++)
+                if (strcmp(r->aliases[i], path) == 0)
+                        return r->aliases[i];
+        return NULL;
+}
+
 static bool site_matches(const struct index_rec *r, const char *what)
 {
         if (what[0] == '/')
-                return strcmp(r->docroot, what) == 0;
+                return docroot_named(r, what) != NULL;
         return strcmp(r->names, "-") != 0 && names_contain(r->names, what);
 }
 
@@ -239,21 +251,35 @@ static void check_handler_env(const struct index *idx, const struct index_rec *s
                     site->token);
         strcpy(docroot, env_docroot);
         strip_slashes(docroot);
-        if (strcmp(docroot, site->docroot) != 0)
+        /* The docroot, or the path the web server names it by (recorded at converge after
+         * it was resolved to that same docroot). */
+        const char *root = docroot_named(site, docroot);
+        if (!root)
                 die("cannot run handler for site %s: DOCUMENT_ROOT %s is not its docroot %s; "
                     "refused", site->token, docroot, site->docroot);
         if (!script)
                 return;
-        if (!path_is_clean(script) || !path_under(script, site->docroot))
+        if (!path_is_clean(script) || !path_under(script, root))
                 die("cannot run handler for site %s: SCRIPT_FILENAME %s is not in %s; refused",
-                    site->token, script, site->docroot);
+                    site->token, script, root);
+        /* The same script under the resolved docroot: a nested sibling is recorded there. */
+        char resolved[PATH_MAX];
+        if (snprintf(resolved, sizeof(resolved), "%s%s", site->docroot,
+                     script + strlen(root)) >= (int)sizeof(resolved))
+                die("cannot run handler for site %s: SCRIPT_FILENAME is too long; refused",
+                    site->token);
         for (size_t i = 0; i < idx->n; i++) {
                 const struct index_rec *o = &idx->recs[i];
                 if (!is_view(o) || strcmp(o->token, site->token) == 0)
                         continue;
-                if (path_under(o->docroot, site->docroot) && path_under(script, o->docroot))
-                        die("cannot run handler for site %s: SCRIPT_FILENAME %s belongs to "
-                            "the site at %s; refused", site->token, script, o->docroot);
+                for (size_t k = 0; k <= o->n_aliases; k++) {
+                        const char *p = k == 0 ? o->docroot : o->aliases[k - 1];
+                        if ((path_under(p, root) && path_under(script, p)) ||
+                            (path_under(p, site->docroot) && path_under(resolved, p)))
+                                die("cannot run handler for site %s: SCRIPT_FILENAME %s "
+                                    "belongs to the site at %s; refused", site->token, script,
+                                    o->docroot);
+                }
         }
 }
 

@@ -152,6 +152,38 @@ static _Noreturn void holder_loop(bool pidns, const sigset_t *set)
         }
 }
 
+/* Close the descriptors lo..hi: close_range, or where it fails (ENOSYS: a kernel without
+ * it; EPERM: a container's seccomp profile) each one that /proc/self/fd lists in the span
+ * (a loop up to a fixed number would miss one above it); without /proc, every number
+ * below the descriptor limit. */
+static void close_span(unsigned lo, unsigned hi)
+{
+        if (sys_close_range(lo, hi, 0) == 0)
+                return;
+        DIR *d = opendir("/proc/self/fd");
+        if (!d) {
+                struct rlimit rl = { 0, 0 };
+                (void)getrlimit(RLIMIT_NOFILE, &rl);
+                rlim_t top = rl.rlim_max > rl.rlim_cur ? rl.rlim_max : rl.rlim_cur;
+                if (top == RLIM_INFINITY || top > (1U << 20))
+                        top = 1U << 20;
+                for (unsigned fd = lo; fd <= hi && fd < top; fd++)
+                        close((int)fd);
+                return;
+        }
+        int own = dirfd(d);
+        struct dirent *ent;
+        while ((ent = readdir(d)) != NULL) {
+                char *end;
+                unsigned long fd = strtoul(ent->d_name, &end, 10);
+                if (end == ent->d_name || *end || (long)fd == own)
+                        continue;
+                if (fd >= lo && fd <= hi)
+                        close((int)fd);
+        }
+        closedir(d);
+}
+
 /* The child of build: finishes the view (/proc), detaches from the caller and holds. */
 static _Noreturn void become_holder(const struct plan *plan, int cgroup_fd, int null_fd,
                                     int ready_fd, const sigset_t *set)
@@ -175,10 +207,7 @@ static _Noreturn void become_holder(const struct plan *plan, int cgroup_fd, int 
                 _exit(1);
         if (write_all(ready_fd, "R", 1) < 0)
                 _exit(1);
-        if (sys_close_range(HOLDER_CGROUP_FD + 1, ~0U, 0) < 0) {
-                for (int fd = HOLDER_CGROUP_FD + 1; fd < 1024; fd++)
-                        close(fd);
-        }
+        close_span(HOLDER_CGROUP_FD + 1, ~0U);
         holder_loop(plan->pidns, set);
 }
 
@@ -550,7 +579,7 @@ static _Noreturn void run_fail(const struct run_req *req, enum run_step step)
 
 /* Close every descriptor but 0-2, the kept ones and the status pipe (close-on-exec):
  * close_range over each gap between them, in ascending order. */
-static int close_others(const struct run_req *req)
+static void close_others(const struct run_req *req)
 {
         int keep[RUN_MAX_KEEP + 1];
         size_t n = 0;
@@ -573,16 +602,10 @@ static int close_others(const struct run_req *req)
                         continue;
                 }
                 unsigned last = i < n ? hi - 1 : ~0U;
-                if (sys_close_range(lo, last, 0) < 0) {
-                        if (errno != ENOSYS)
-                                return -1;
-                        for (unsigned fd = lo; fd <= last && fd < 65536; fd++)
-                                close((int)fd);
-                }
+                close_span(lo, last);
                 if (i < n)
                         lo = hi + 1;
         }
-        return 0;
 }
 
 static _Noreturn void run_child(struct run_req *req)
@@ -619,8 +642,7 @@ static _Noreturn void run_child(struct run_req *req)
         for (size_t k = 0; k < req->n_keep; k++)
                 if (fcntl(req->keep[k], F_SETFD, 0) < 0)
                         run_fail(req, STEP_FDS);
-        if (close_others(req) < 0)
-                run_fail(req, STEP_FDS);
+        close_others(req);
 
         /* The caller (root) built the environment; only loader variables go. */
         char **out = environ;

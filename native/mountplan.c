@@ -5,6 +5,7 @@
 #include "mountplan.h"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/mount.h>
 #include <linux/openat2.h>
 #include <stdint.h>
@@ -149,6 +150,20 @@ static const char *clean_path(const char *p)
         return p;
 }
 
+/* The text of a symlink the plan makes: any non-empty text without a control character
+ * (relative targets and ".." are the user's own links, recreated as they are). */
+static const char *link_text(const char *s)
+{
+        size_t n = strlen(s);
+
+        if (n == 0 || n >= PATH_MAX)
+                bad_plan("a symlink's text must hold 1 to PATH_MAX-1 characters");
+        for (const char *c = s; *c; c++)
+                if ((unsigned char)*c < 32 || *c == 127)
+                        bad_plan("a symlink's text holds a control character");
+        return s;
+}
+
 static bool choice(const char *s, const char *yes, const char *no)
 {
         if (strcmp(s, yes) == 0)
@@ -236,6 +251,20 @@ static void parse_op(char *line, const char *kw, struct plan_op *op)
                 fields(line, f, 2);
                 op->kind = OP_DETACH;
                 op->path = clean_path(f[1]);
+        } else if (strcmp(kw, "pin") == 0) {
+                fields(line, f, 2);
+                op->kind = OP_PIN;
+                op->path = clean_path(f[1]);
+        } else if (strcmp(kw, "touch") == 0) {
+                fields(line, f, 3);
+                op->kind = OP_TOUCH;
+                op->path = clean_path(f[1]);
+                op->mode = parse_mode_field(f[2]);
+        } else if (strcmp(kw, "symlink") == 0) {
+                fields(line, f, 3);
+                op->kind = OP_SYMLINK;
+                op->path = clean_path(f[1]);
+                op->link = link_text(f[2]);
         } else {
                 bad_plan("unknown operation");
         }
@@ -630,6 +659,90 @@ static void op_devpts(const struct plan_op *op)
         attach_onto(mnt, target, "a devpts", op->path);
 }
 
+/* A directory on the way from a mask up to the nearest mount point above it, made a mount
+ * point itself (a recursive clone of itself attached onto itself, so nothing beneath it is
+ * hidden): a mount point cannot be renamed or removed in this namespace (EBUSY), so no
+ * process of the view can move a masked path away from where the plan put the mask. A
+ * missing path, or one that is not a directory, holds no mask: skipped. */
+static void op_pin(const struct plan_op *op)
+{
+        _cleanup_close_ int target = sys_openat2(AT_FDCWD, op->path,
+                                                 O_PATH | O_NOFOLLOW | O_CLOEXEC, 0,
+                                                 RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
+        struct stat st;
+
+        if (target < 0) {
+                if (errno == ENOENT || errno == ENOTDIR)
+                        return;
+                die_errno("open pin target %s", op->path);
+        }
+        if (fstat(target, &st) < 0)
+                die_errno("stat pin target %s", op->path);
+        if (!S_ISDIR(st.st_mode))
+                return;
+        _cleanup_close_ int tree = sys_open_tree(target, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC |
+                                                 AT_RECURSIVE | AT_EMPTY_PATH);
+        if (tree < 0)
+                die_errno("clone %s to pin it", op->path);
+        attach_onto(tree, target, "a pin", op->path);
+}
+
+/* The directory that holds path, resolved without following any symlink; its last
+ * component in *name. -1 with errno on failure. */
+static int open_parent(const char *path, const char **name)
+{
+        const char *slash = strrchr(path, '/');
+        char parent[PATH_MAX];
+        size_t n = (size_t)(slash - path);
+
+        *name = slash + 1;
+        if (n >= sizeof(parent)) {
+                errno = ENAMETOOLONG;
+                return -1;
+        }
+        memcpy(parent, path, n);
+        parent[n] = '\0';
+        return sys_openat2(AT_FDCWD, n == 0 ? "/" : parent, O_PATH | O_DIRECTORY | O_CLOEXEC,
+                           0, RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
+}
+
+/* An empty regular file to attach a file onto (a tmpfs the plan made has none). An
+ * existing regular file will do; anything else there fails. */
+static void op_touch(const struct plan_op *op)
+{
+        const char *name;
+        _cleanup_close_ int dir = open_parent(op->path, &name);
+        struct stat st;
+
+        if (dir < 0)
+                die_errno("open the directory of %s", op->path);
+        int fd = openat(dir, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                        op->mode);
+        if (fd >= 0) {
+                close(fd);
+                return;
+        }
+        if (errno != EEXIST)
+                die_errno("create %s", op->path);
+        if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                die_errno("stat %s", op->path);
+        if (!S_ISREG(st.st_mode))
+                die_err(EEXIST, "create %s", op->path);
+}
+
+/* A symlink the plan makes (in a tmpfs it made): a user's own link recreated in a view, or
+ * the docroot's path as the web server names it, leading to the real docroot. */
+static void op_symlink(const struct plan_op *op)
+{
+        const char *name;
+        _cleanup_close_ int dir = open_parent(op->path, &name);
+
+        if (dir < 0)
+                die_errno("open the directory of %s", op->path);
+        if (symlinkat(op->link, dir, name) < 0)
+                die_errno("make the symlink %s", op->path);
+}
+
 void plan_apply_op(struct plan_ctx *ctx, const struct plan_op *op)
 {
         switch (op->kind) {
@@ -656,6 +769,15 @@ void plan_apply_op(struct plan_ctx *ctx, const struct plan_op *op)
                 break;
         case OP_DEVPTS:
                 op_devpts(op);
+                break;
+        case OP_PIN:
+                op_pin(op);
+                break;
+        case OP_TOUCH:
+                op_touch(op);
+                break;
+        case OP_SYMLINK:
+                op_symlink(op);
                 break;
         }
 }

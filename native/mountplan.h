@@ -23,17 +23,21 @@ enum plan_op_kind {
         OP_RO,
         OP_DETACH,
         OP_DEVPTS,
+        OP_PIN,
+        OP_TOUCH,
+        OP_SYMLINK,
 };
 
 struct plan_op {
         enum plan_op_kind kind;
         size_t line;
-        const char *path; /* clone: source; mkdir: path; others: target */
+        const char *path; /* clone: source; mkdir, touch, symlink: path; others: target */
+        const char *link; /* symlink: the link's text */
         int slot;         /* clone, attach */
         bool user;        /* clone: user tree (under home) */
         bool dir;         /* clone, mask */
         bool ro;          /* tmpfs, attach */
-        mode_t mode;      /* tmpfs, mkdir */
+        mode_t mode;      /* tmpfs, mkdir, touch */
         uid_t uid;        /* tmpfs */
         gid_t gid;        /* tmpfs */
 };

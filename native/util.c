@@ -311,6 +311,18 @@ static bool split_fields(char *line, char **f, size_t n)
         return strchr(f[n - 1], '\t') == NULL;
 }
 
+/* Split line at every TAB into at most max fields; their number, or 0 if there are more. */
+static size_t split_upto(char *line, char **f, size_t max)
+{
+        size_t n = 1;
+
+        f[0] = line;
+        while ((f[n] = split_tab(f[n - 1])) != NULL)
+                if (++n > max)
+                        return 0;
+        return n;
+}
+
 static bool field_ok(const char *s)
 {
         return s && *s;
@@ -349,11 +361,12 @@ int index_parse(char *buf, size_t len, struct index *idx, size_t *bad_line)
                         idx->host.kind = REC_HOST;
                         idx->has_host = true;
                 } else {
-                        char *f[9];
+                        char *f[9 + INDEX_MAX_ALIASES + 1];
                         struct index_rec r = { 0 };
                         uint64_t pid;
+                        size_t nf = split_upto(line, f, 9 + INDEX_MAX_ALIASES);
 
-                        if (!split_fields(line, f, 9))
+                        if (nf < 9)
                                 return -1;
                         if (strcmp(f[0], "site") == 0)
                                 r.kind = REC_SITE;
@@ -377,6 +390,13 @@ int index_parse(char *buf, size_t len, struct index *idx, size_t *bad_line)
                         r.ini = f[8];
                         if (r.kind != REC_CAGE && !path_is_clean(r.docroot))
                                 return -1;
+                        if (r.kind == REC_CAGE && nf > 9)
+                                return -1;
+                        for (size_t i = 9; i < nf; i++) {
+                                if (!path_is_clean(f[i]) || strcmp(f[i], "/") == 0)
+                                        return -1;
+                                r.aliases[r.n_aliases++] = f[i];
+                        }
                         if (idx->n >= INDEX_MAX_RECORDS)
                                 return -1;
                         idx->recs[idx->n++] = r;

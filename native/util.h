@@ -102,6 +102,7 @@ bool path_is_clean(const char *p);
 #define INDEX_DIR "/run/siteiso/index"
 #define INDEX_MAX_BYTES (1U << 20)
 #define INDEX_MAX_RECORDS 8192
+#define INDEX_MAX_ALIASES 8
 
 enum index_kind {
         REC_HOST,
@@ -120,6 +121,10 @@ struct index_rec {
         const char *docroot; /* "-" for cage */
         const char *names;   /* comma-separated, "-" for cage */
         const char *ini;     /* "-" when none */
+        /* The docroot as the web server names it, where that is another path leading to the
+         * same directory (a symlink on the way); none for most sites. */
+        const char *aliases[INDEX_MAX_ALIASES];
+        size_t n_aliases;
 };
 
 struct index {

@@ -8,7 +8,10 @@ namespace. A missing feature either has a fallback (used, and shown by
 errors.KernelUnsupported, naming every such feature.
 
 SITEISO_FORCE_MISSING=name,name (tests) makes the named probes report
-missing without running them.
+missing without running them, and the Python code with a fallback take it
+(forced_missing, available). The fallbacks in the C programs are forced
+the way an old kernel shows them: tests/tools/nosys answers their system
+calls with ENOSYS.
 """
 
 from __future__ import annotations
@@ -67,11 +70,12 @@ FALLBACKS: dict[str, tuple[str | None, bool]] = {
         "still sees only its own processes (private PID namespace)",
         False,
     ),
-    "cgroup2": (
-        "a named cgroup v1 hierarchy tracks site processes "
-        "(no CLONE_INTO_CGROUP, no cgroup.kill)",
-        False,
-    ),
+    # Where no cgroup2 is mounted (hybrid and v1 hosts) siteiso mounts one
+    # itself (the probe says so and passes). Only a kernel without cgroup2
+    # (< 4.5, older than any supported distribution) fails it: the holder,
+    # CLONE_INTO_CGROUP and the freezer all need a v2 hierarchy, and a v1
+    # one cannot contain a site, so there is no fallback.
+    "cgroup2": (None, True),
     "cgroup_kill": (
         "freeze the site's cgroup, SIGKILL every member, thaw; repeat until empty",
         False,
@@ -87,6 +91,28 @@ NAMES = tuple(FALLBACKS)
 
 def _forced() -> set[str]:
     return {n.strip() for n in os.environ.get(FORCE_ENV, "").split(",") if n.strip()}
+
+
+def forced_missing(name: str) -> bool:
+    """True when SITEISO_FORCE_MISSING names the feature: code with a
+    fallback takes it even though the kernel has the feature, so tests
+    exercise the fallback on a new kernel. Read by siteiso's own (root)
+    processes; the setuid entry never reads the environment for this."""
+    return name in _forced()
+
+
+_AVAILABLE: dict[str, bool] = {}
+
+
+def available(name: str) -> bool:
+    """Whether one feature works here, for code that chooses its fallback.
+    Probed once per process (the kernel does not change under it); a forced
+    name is missing whatever the kernel has."""
+    if forced_missing(name):
+        return False
+    if name not in _AVAILABLE:
+        _AVAILABLE[name] = _run(name, set(), _Run()).ok
+    return _AVAILABLE[name]
 
 
 def _why(err: int) -> str:

@@ -10,6 +10,10 @@ commands inside through nsenter and reads files through /proc/<pid>/root.
 cgroups: each sandbox gets one subtree of the cgroup2 hierarchy (the host's
 cgroup2 mount, or a private mount inside the sandbox where the host has
 none), named in the sandbox's /etc/siteiso/siteiso.conf, removed at the end.
+Sandbox(cgroup2=False) is a host where no cgroup2 is mounted (hybrid or v1):
+none is visible inside, siteiso.conf names no cgroup_root, and siteiso
+mounts its own (views.engine.CGROUP_FALLBACK), whose siteiso.slice at the
+hierarchy's root the sandbox removes at the end.
 """
 
 from __future__ import annotations
@@ -25,6 +29,18 @@ from pathlib import Path
 OVERLAID = ("/etc", "/var", "/run", "/home", "/opt")
 SBX = "/mnt"  # the tmpfs holding the overlays' upper layers, inside the sandbox
 CG_PRIVATE = "/mnt/cgroup2"
+# Where siteiso mounts cgroup2 when none is (siteiso.views.engine.CGROUP_FALLBACK).
+CG_SITEISO = "/run/siteiso/cgroup"
+
+CG_PRIVATE_MOUNT = """if ! grep -q ' - cgroup2 ' /proc/self/mountinfo; then
+    mkdir -p {cgpriv}
+    mount -t cgroup2 none {cgpriv}
+fi"""
+# Private mount namespace: the host's mounts stay.
+CG_UNMOUNT = """for m in $(grep ' - cgroup2 ' /proc/self/mountinfo | cut -d' ' -f5 \\
+             | sort -r); do
+    umount "$m"
+done"""
 
 # PID 1 of the sandbox: reap orphans (holders re-parent here) until killed.
 REAPER = r"""
@@ -53,10 +69,7 @@ done
 mount -t tmpfs -o mode=1777 tmp /tmp
 mkdir -p /run/lock /var/lock 2>/dev/null || true
 ip link set lo up
-if ! grep -q ' - cgroup2 ' /proc/self/mountinfo; then
-    mkdir -p {cgpriv}
-    mount -t cgroup2 none {cgpriv}
-fi
+{cgroups}
 exec /usr/bin/python3 -c '{reaper}'
 """
 
@@ -82,25 +95,42 @@ class User:
 class Sandbox:
     """One private server. Use as a context manager or through the fixture."""
 
-    def __init__(self, name: str = "t", overlay_usr: bool = False) -> None:
+    def __init__(self, name: str = "t", overlay_usr: bool = False,
+                 cgroup2: bool = True) -> None:
         self.name = name
         # /usr too, for tests that install or uninstall siteiso itself.
         self.overlaid = (*OVERLAID, "/usr") if overlay_usr else OVERLAID
         self.proc: subprocess.Popen[str] | None = None
         self.pid = 0
+        self.cgroup2 = cgroup2
         cg_mount = host_cgroup2()
         self._cg_private = cg_mount is None
         base = CG_PRIVATE if cg_mount is None else cg_mount
-        self.cgroup_root = f"{base}/siteiso-test-{os.getpid()}-{name}-{time.time_ns()}"
+        if cgroup2:
+            self.cgroup_root = \
+                f"{base}/siteiso-test-{os.getpid()}-{name}-{time.time_ns()}"
+            self._cg_inside = self.cgroup_root
+        else:
+            # What siteiso creates at the root of the hierarchy, as the host
+            # sees it; inside, where siteiso mounts it.
+            self.cgroup_root = f"{base}/siteiso.slice"
+            self._cg_inside = f"{CG_SITEISO}/siteiso.slice"
         self.users: dict[str, User] = {}
 
     # ---- lifetime -------------------------------------------------------
 
     def start(self) -> Sandbox:
+        if not self.cgroup2 and not self._cg_private and \
+                os.path.exists(self.cgroup_root):
+            # A siteiso of this host, or another such sandbox: not ours to remove.
+            raise RuntimeError(f"{self.cgroup_root} exists: cannot run a sandbox "
+                               "without cgroup2 next to its owner")
+        cgroups = CG_PRIVATE_MOUNT.format(cgpriv=CG_PRIVATE) if self.cgroup2 \
+            else CG_UNMOUNT
         script = SETUP.format(
             sbx=SBX,
             overlaid=" ".join(self.overlaid),
-            cgpriv=CG_PRIVATE,
+            cgroups=cgroups,
             reaper=REAPER.replace("'", "'\\''"),
         )
         self.proc = subprocess.Popen(
@@ -116,10 +146,13 @@ class Sandbox:
             self.proc.kill()
             raise RuntimeError(f"sandbox did not start: {line!r} {err}")
         self.pid = self._child_pid(self.proc.pid)
-        self.run(["mkdir", "-p", self.cgroup_root])
+        if self.cgroup2:
+            self.run(["mkdir", "-p", self.cgroup_root])
+            conf = f"cgroup_root = {self.cgroup_root}\n"
+        else:
+            conf = ""
         self.write("/etc/siteiso/siteiso.conf",
-                   f"[siteiso]\ncgroup_root = {self.cgroup_root}\n"
-                   "grace_seconds = 1\n")
+                   f"[siteiso]\n{conf}grace_seconds = 1\n")
         return self
 
     @staticmethod
@@ -141,7 +174,7 @@ class Sandbox:
             return
         # End everything in siteiso's cgroups first, then the PID namespace
         # (its PID 1 dying takes every process inside with it).
-        self.run(["sh", "-c", _KILL_CGROUPS.format(root=self.cgroup_root)],
+        self.run(["sh", "-c", _KILL_CGROUPS.format(root=self._cg_inside)],
                  check=False, timeout=30)
         if self.pid > 0:   # never 0: that would signal our own process group
             os.kill(self.pid, signal.SIGKILL)
@@ -323,11 +356,12 @@ VHOST = """<VirtualHost *:80>
 
 def start_apache(sbx: Sandbox, sites: dict[str, tuple[str, str]]) -> None:
     """Debian's Apache with suexec-custom (docroot /home), mod_cgid,
-    mod_actions, mod_fcgid and mod_proxy_fcgi, one vhost per domain, on the
+    mod_actions, mod_fcgid, mod_proxy_fcgi and mod_rewrite (as on hosting
+    servers: sites' .htaccess rewrites), one vhost per domain, on the
     sandbox's loopback."""
     sbx.sh("update-alternatives --quiet --set suexec /usr/lib/apache2/suexec-custom"
            " && printf '/home\\npublic_html\\n' > /etc/apache2/suexec/www-data"
-           " && a2enmod -q suexec actions cgid fcgid proxy_fcgi >/dev/null"
+           " && a2enmod -q suexec actions cgid fcgid proxy_fcgi rewrite >/dev/null"
            " && a2dissite -q 000-default >/dev/null"
            " && echo 'ServerName localhost' > /etc/apache2/conf-enabled/name.conf")
     # As on cPanel servers: homes allow .htaccess overrides and symlinks.

@@ -7,8 +7,8 @@ import glob
 import os
 import subprocess
 
-from siteiso import config, platform
-from siteiso.service import layout
+from siteiso import accounts, config, platform
+from siteiso.service import layout, pools
 from siteiso.state import load
 
 
@@ -60,6 +60,41 @@ def _database_warnings() -> list[str]:
     return out
 
 
+def _pool_lines() -> list[str]:
+    """The host's own php-fpm pools that run as a hosting account and that
+    site views cannot hide (siteiso.service.pools)."""
+    try:
+        cfg = config.load()
+        found, skipped = pools.read(layout.detect().fpm_pools)
+        accts = [(a.name, a.uid, a.home) for a in accounts.hosting_accounts(cfg)]
+        lines = [f"WARNING fpm-pool      {p}" for p in pools.problems(found, accts)]
+    except Exception as e:  # noqa: BLE001 - doctor reports, never fails early
+        return [f"WARNING fpm-pool      cannot read the php-fpm pools: {e}"]
+    lines += [f"WARNING fpm-pool      {f}: skipped (not a regular root-owned file)"
+              for f in skipped]
+    mine = [p for p in found if any(pools.runs_as(p, n, u) for n, u, _ in accts)]
+    if mine and len(lines) == len(skipped):
+        lines.append(f"ok      fpm-pool      {len(mine)} pool(s) of hosting accounts, "
+                     "hidden in their site views")
+    return lines
+
+
+def _lua_line(lay: layout.Layout) -> list[str]:
+    """mod_lua lets .htaccess files with any override class run Lua inside
+    the web server (isolated sites' includes grant no class)."""
+    ctl = "apache2ctl" if lay.name == "debian" else "apachectl"
+    try:
+        mods = subprocess.run([ctl, "-M"], capture_output=True, text=True,
+                              timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    if "lua_module" not in mods:
+        return []
+    return ["WARNING web-lua       mod_lua is loaded: the .htaccess of any "
+            "directory with an AllowOverride class (non-isolated sites) can "
+            "run Lua inside the web server, as its user"]
+
+
 def _landlock_line() -> str:
     """Abstract unix sockets are scoped per site only with Landlock ABI 6."""
     libc = ctypes.CDLL(None, use_errno=True)
@@ -83,5 +118,7 @@ def doctor() -> int:
     for line in _include_checks():
         print(line)
     for line in _database_warnings():
+        print(line)
+    for line in _pool_lines() + _lua_line(layout.detect()):
         print(line)
     return 0

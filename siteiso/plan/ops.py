@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from siteiso.errors import UnsafePath
 
 KINDS = {"version", "uid", "home", "cgroup", "pidns", "proc",
-         "clone", "tmpfs", "mkdir", "attach", "mask", "ro", "detach", "devpts"}
+         "clone", "tmpfs", "mkdir", "attach", "mask", "ro", "detach", "devpts",
+         "pin", "touch", "symlink"}
 
 
 @dataclass(frozen=True)

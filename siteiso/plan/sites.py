@@ -16,6 +16,10 @@ class SiteInput:
     extra_paths: tuple[str, ...] = ()   # from /etc/siteiso/sites.d/<domain>.conf
     home_mode: str = "private"          # private | ro | shared
     shared: tuple[str, ...] = field(default=())  # home-relative, ":rw" suffix
+    hidden: tuple[str, ...] = field(default=())  # home-relative, hidden in every mode
+    # The docroot as the web server names it where that differs (a symlink on
+    # the way), each already resolved to `docroot` by the engine.
+    configured: tuple[str, ...] = field(default=())
 
 
 def inside(path: str, root: str) -> bool:

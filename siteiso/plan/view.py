@@ -9,6 +9,7 @@ own paths put back.
 
 from __future__ import annotations
 
+import functools
 import posixpath
 from dataclasses import dataclass, field
 
@@ -87,6 +88,14 @@ class Storage:
 
 
 @dataclass(frozen=True)
+class Entry:
+    """One entry of a directory of the home, as the engine saw it (lstat)."""
+    name: str
+    kind: str           # dir | file | link | other
+    link: str = ""      # a symlink's text
+
+
+@dataclass(frozen=True)
 class CageInput:
     user: str
     uid: int
@@ -102,18 +111,68 @@ class CageInput:
     # System paths that are symlinks, with their (root-owned) real targets:
     # a mask goes on the real file, never on a link.
     real: tuple[tuple[str, str], ...] = ()
+    # home = ro | shared: the entries of the home and of every directory that
+    # holds a hidden path below the top level (listing_dirs), by directory.
+    listings: tuple[tuple[str, tuple[Entry, ...]], ...] = ()
+    # The probe verdict (siteiso.platform "proc_hidepid"): procfs options per
+    # mount. Without them the cage, in the host's PID namespace, would share
+    # the host's /proc superblock, and hidepid would reconfigure it.
+    proc_hidepid: bool = True
+    # The host's php-fpm pools the account runs or may connect to, outside
+    # every view (siteiso.service.pools): (path, dir|file) to cover in its
+    # site views, so that a site's PHP cannot have them run code outside.
+    fpm_masks: tuple[tuple[str, str], ...] = ()
 
 
-def _mask_roots(homes: tuple[str, ...]) -> list[str]:
-    """The directories to cover with tmpfs so that no other home exists."""
+@functools.lru_cache(maxsize=4)
+def _mask_roots(homes: tuple[str, ...]) -> tuple[str, ...]:
+    """The directories to cover with tmpfs so that no other home exists.
+    The same for every view of a converge (remembered: with 1000 accounts
+    recomputing it per plan was a fifth of a --remount-all)."""
     roots = sorted({posixpath.dirname(h) for h in homes if h.count("/") >= 2})
-    return [r for r in roots if r not in ("/", "")]
+    return tuple(r for r in roots if r not in ("/", ""))
 
 
-def _hidden_in_home(c: CageInput) -> list[str]:
+def _hidden_in_home(c: CageInput, extra: tuple[str, ...] = ()) -> list[str]:
+    return _hidden_paths(c.home, c.home_entries, extra)
+
+
+def _hidden_paths(home: str, entries: tuple[str, ...],
+                  extra: tuple[str, ...]) -> list[str]:
+    """The always-hidden paths of a home: the built-in names, backups, and
+    the configured (home-relative, possibly nested) paths."""
     names = set(ALWAYS_HIDDEN)
-    names |= {e for e in c.home_entries if e.startswith(HIDDEN_PREFIXES)}
-    return sorted(posixpath.join(c.home, n) for n in names)
+    names |= {e for e in entries if e.startswith(HIDDEN_PREFIXES)}
+    paths = {posixpath.join(home, n) for n in names}
+    for rel in extra:
+        p = posixpath.normpath(posixpath.join(home, rel))
+        if inside(p, home) and p != home:
+            paths.add(p)
+    return sorted(paths)
+
+
+def listing_dirs(home: str, hidden: tuple[str, ...]) -> list[str]:
+    """The directories a ro/shared view needs listed (CageInput.listings):
+    the home, and each directory on the way to a configured hidden path
+    below the top level."""
+    out = {home}
+    for h in _hidden_paths(home, (), hidden):
+        out |= set(_between(h, home))
+    return sorted(out, key=lambda p: (p.count("/"), p))
+
+
+def _between(path: str, top: str) -> list[str]:
+    """The directories strictly between top and path, innermost first."""
+    out = []
+    p = posixpath.dirname(path)
+    while p != top and inside(p, top):
+        out.append(p)
+        p = posixpath.dirname(p)
+    return out
+
+
+def _plain(text: str) -> bool:
+    return bool(text) and not any(ord(ch) < 32 or ord(ch) == 127 for ch in text)
 
 
 def _mkdirs(path: str, below: str) -> list[Op]:
@@ -122,9 +181,11 @@ def _mkdirs(path: str, below: str) -> list[Op]:
 
 
 def _header(c: CageInput, pidns: bool) -> list[Op]:
+    # A site's /proc is of its own PID namespace: hidepid stays (SPEC §9).
+    hidepid = pidns or c.proc_hidepid
     return [op("version", 1), op("uid", c.uid, c.gid), op("home", c.home),
             op("cgroup", c.cgroup), op("pidns", "yes" if pidns else "no"),
-            op("proc", "hidepid=invisible")]
+            op("proc", "hidepid=invisible" if hidepid else "-")]
 
 
 def _system(c: CageInput, extra_dirs: tuple[str, ...] = (),
@@ -191,7 +252,8 @@ def cage_plan(c: CageInput) -> list[Op]:
     return ops + tmp_attach + id_attach
 
 
-def _covered(c: CageInput, roots: list[str], private_home: list[str]) -> list[Op]:
+def _covered(c: CageInput, roots: tuple[str, ...], private_home: list[str],
+             made: list[Op] | None = None) -> list[Op]:
     """Cover the homes' parents (and, for a private site, the home) with
     tmpfs, make the directories the view needs, then make the tmpfs
     read-only before anything is attached on it (so attached trees stay
@@ -204,9 +266,102 @@ def _covered(c: CageInput, roots: list[str], private_home: list[str]) -> list[Op
     if private_home:
         ops.append(op("tmpfs", c.home, "0711", 0, 0, "rw"))
         ops += [m for p in private_home for m in _mkdirs(p, c.home)]
+    ops += made or []
     ops += [op("ro", r) for r in roots]
-    ops += [op("ro", c.home)] if private_home else []
+    ops += [op("ro", c.home)] if private_home or made else []
     return ops
+
+
+# ---- home = ro | shared: a read-only skeleton of the home (§4.2) ------------
+# The home's top level (and each directory on the way to a nested hidden path)
+# is a read-only tmpfs of the user's, where every entry the engine listed and
+# no rule hides is bound (ro or rw per mode) and every symlink recreated: an
+# entry made later, hidden or not, does not exist in the view until the next
+# rebuild, and no site can make one there (EROFS: fails closed). The home is
+# cloned whole once, attached at STAGE (always hidden, never an entry), each
+# entry cloned from there and bound, then STAGE is let go of: one descriptor
+# at a time, however many entries the home has.
+# Limitation: an entry is bound by what it is when the view is built: one the
+# owner renames to a hidden name stays visible under its old name in views
+# built before, until they are rebuilt; one that vanishes between the listing
+# and the build fails that build (the user's old views stay; the next
+# converge retries).
+STAGE = ".cagefs"
+STAGE_SLOT = 250
+ENTRY_SLOT = 251
+
+
+def _skeleton(c: CageInput, hidden: list[str], keep_out: list[str],
+              mode: str) -> tuple[list[Op], list[Op], set[str]]:
+    """(ops made while the home's tmpfs is writable, ops binding the entries
+    once it is read-only, the mount points made)."""
+    listings = dict(c.listings)
+    hide = set(hidden)
+    holders = {d for h in hidden for d in _between(h, c.home)}
+    made = [op("tmpfs", c.home, "0750", c.uid, c.gid, "rw")]
+    binds: list[tuple[str, str]] = []
+    mounted = {c.home}
+
+    def fill(d: str) -> None:
+        for e in listings.get(d, ()):
+            path = posixpath.join(d, e.name)
+            if path in hide or not _plain(e.name) or "/" in e.name or \
+                    (d == c.home and e.name.startswith(HIDDEN_PREFIXES)):
+                continue
+            if e.kind == "dir" and path in holders and path in listings and \
+                    not any(inside(path, k) for k in keep_out):
+                made.extend([op("mkdir", path, "0755"),
+                             op("tmpfs", path, "0750", c.uid, c.gid, "rw")])
+                mounted.add(path)
+                fill(path)
+            elif e.kind in ("dir", "file"):
+                made.append(op("mkdir", path, "0755") if e.kind == "dir"
+                            else op("touch", path, "0644"))
+                binds.append((path, e.kind))
+                mounted.add(path)
+            elif e.kind == "link" and _plain(e.link):
+                made.append(op("symlink", path, e.link))
+
+    fill(c.home)
+    stage = posixpath.join(c.home, STAGE)
+    made.append(op("mkdir", stage, "0700"))
+    bound = [op("attach", STAGE_SLOT, stage, "rw")]
+    for path, kind in binds:
+        bound += [op("clone", ENTRY_SLOT, stage + path[len(c.home):], "sys", kind),
+                  op("attach", ENTRY_SLOT, path, mode)]
+    bound.append(op("detach", stage))
+    return made, bound, mounted
+
+
+def _web_paths(c: CageInput, site: SiteInput, mounted: list[str]) -> list[Op]:
+    """The docroot as the web server names it, where a symlink on the way
+    makes that another path (the engine resolved it to this docroot): in a
+    private view, a symlink there to the docroot, in the view's own tmpfs, so
+    the handler's paths exist. Never where a tree of the user's is attached."""
+    ops: list[Op] = []
+    done: list[str] = []
+    for p in site.configured:
+        if p == site.docroot or p == c.home or not inside(p, c.home) or \
+                any(inside(p, d) or inside(d, p) for d in (*mounted, *done)):
+            continue
+        ops += _mkdirs(posixpath.dirname(p), c.home)
+        ops.append(op("symlink", p, site.docroot))
+        done.append(p)
+    return ops
+
+
+def _pins(masks: list[str], mounted: set[str], home: str) -> list[Op]:
+    """Every directory between a mask in the home and the nearest mount point
+    above it becomes a mount point itself (a mount point cannot be renamed or
+    removed: EBUSY), so no site can move a masked path's parents and make the
+    next view mask its own decoy instead."""
+    pins = set()
+    for m in masks:
+        for d in _between(m, home):
+            if d in mounted:
+                break
+            pins.add(d)
+    return [op("pin", d) for d in sorted(pins, key=lambda p: (p.count("/"), p))]
 
 
 def site_plan(c: CageInput, site: SiteInput, sites: list[SiteInput],
@@ -217,9 +372,8 @@ def site_plan(c: CageInput, site: SiteInput, sites: list[SiteInput],
     owned = site_paths(site, c.home, sites)
     foreign = [p for s in sites if s.token != site.token
                for p in site_paths(s, c.home, sites)]
+    hidden = _hidden_in_home(c, site.hidden)
     mounts: list[tuple[str, str, str]] = []   # (source, target, rw|ro)
-    if not private:
-        mounts.append((c.home, c.home, "ro" if site.home_mode == "ro" else "rw"))
     mounts += [(p, p, "rw") for p in owned]
     if private:
         for entry in site.shared:
@@ -238,21 +392,43 @@ def site_plan(c: CageInput, site: SiteInput, sites: list[SiteInput],
     tmp_clones, tmp_attach = _private_tmp(c, 200)
     id_clones, id_attach = _identity_files(c, 210)
     php_clones, php_attach = _php_ops(c, php)
-    ops += clones + tmp_clones + id_clones + php_clones
+    # ro | shared: the whole home, cloned while it is visible, for the skeleton.
+    home_clone = [] if private else [op("clone", STAGE_SLOT, c.home, "user", "dir")]
+    ops += clones + home_clone + tmp_clones + id_clones + php_clones
     ops += _system(c, SITE_MASKED_DIRS, SITE_MASKED_PROGRAMS,
                    (PHP_INI_DIR,) if php_clones else ())
+    ops += [op("mask", path, kind) for path, kind in c.fpm_masks]
     # A devpts of its own: the owner's terminals do not exist in a site.
     ops += [op("devpts", "/dev/pts")] if "/dev/pts" in c.existing else []
     roots = _mask_roots(c.hosting_homes)
-    ops += _covered(c, roots, [dst for _, dst, _ in mounts] if private else [])
-    ops += attaches
+    dsts = [dst for _, dst, _ in mounts]
+    skeleton: set[str] = set()
+    if private:
+        ops += _covered(c, roots, dsts, _web_paths(c, site, dsts))
+        mounted = {c.home}
+    else:
+        made, bound, mounted = _skeleton(c, hidden, owned + foreign,
+                                         "ro" if site.home_mode == "ro" else "rw")
+        ops += _covered(c, roots, [], made) + bound
+        # A hidden entry of the skeleton's directories is never bound: no mask.
+        skeleton = {o.args[0] for o in made if o.kind == "tmpfs"}
     # Siblings nested in what this site sees: present, empty, read-only.
     visible = owned if private else [c.home]
-    for f in sorted(set(foreign)):
-        if any(inside(f, v) and f != v for v in visible):
-            ops.append(op("mask", f, "dir"))
-    for hidden in _hidden_in_home(c):
-        if any(inside(hidden, v) for v in visible):
-            kind = "file" if hidden.endswith((".my.cnf", ".pgpass")) else "dir"
-            ops.append(op("mask", hidden, kind))
+    nested = sorted(f for f in set(foreign)
+                    if any(inside(f, v) and f != v for v in visible))
+    # ro | shared, a site nested in a sibling's path: that path is covered
+    # like a private home, with only the way to this site's own paths.
+    covers = [f for f in nested if any(inside(p, f) and p != f for p in owned)]
+    masks = [(f, "dir") for f in nested if f not in covers]
+    masks += [(h, "file" if h.endswith((".my.cnf", ".pgpass")) else "dir")
+              for h in hidden if any(inside(h, v) for v in visible)
+              and posixpath.dirname(h) not in skeleton]
+    mounted |= {*dsts, *covers, *(m for m, _ in masks)}
+    ops += _pins(covers, mounted, c.home)
+    for f in covers:
+        ops += [op("tmpfs", f, "0711", 0, 0, "rw"),
+                *(m for p in owned for m in _mkdirs(p, f)), op("ro", f)]
+    ops += attaches
+    ops += _pins([m for m, _ in masks], mounted, c.home)
+    ops += [op("mask", m, kind) for m, kind in masks]
     return ops + tmp_attach + id_attach + php_attach

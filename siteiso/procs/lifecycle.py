@@ -23,6 +23,7 @@ import types
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
+from siteiso import platform
 from siteiso.errors import EngineError, SiteisoError
 
 log = logging.getLogger(__name__)
@@ -476,8 +477,11 @@ def _kill_members(path: str, hier: _Hierarchy) -> None:
 
 def _kill_method(path: str) -> str:
     """How to end what is left: "kill" (cgroup.kill, Linux 5.14), "freeze"
-    (freeze, kill each, thaw; 5.2) or "signal" (kill rounds: v1)."""
-    if os.path.exists(os.path.join(path, "cgroup.kill")):
+    (freeze, kill each, thaw; 5.2) or "signal" (kill rounds: v1).
+    SITEISO_FORCE_MISSING=cgroup_kill takes the freeze path on a kernel
+    that has cgroup.kill (SPEC §9: every fallback is tested)."""
+    has_kill = os.path.exists(os.path.join(path, "cgroup.kill"))
+    if has_kill and not platform.forced_missing("cgroup_kill"):
         return "kill"
     if os.path.exists(os.path.join(path, "cgroup.freeze")):
         return "freeze"

@@ -12,7 +12,9 @@ the user's (hostile) home:
 - an include per domain for the vhost (`<include_dir>/<domain>.conf`):
   suexec user, the handler, `Options -FollowSymLinks -SymLinksIfOwnerMatch`,
   and for a site nested in another's docroot `AllowOverride None` on the
-  parent directories so the parent's .htaccess does not apply to it.
+  parent directories so the parent's .htaccess does not apply to it. It is
+  root's alone (0600): with handler = fpm it names the site's php-fpm
+  socket, a secret (siteiso.service.fpm).
 """
 
 from __future__ import annotations
@@ -33,19 +35,37 @@ log = logging.getLogger(__name__)
 
 WRAPPERS = ".cagefs/wrappers"
 HANDLERS = ("cgi", "fcgid", "fpm")
-# What .htaccess files of an isolated site may override: no Options (that
-# would turn FollowSymLinks back on).
-ALLOW_OVERRIDE = "AuthConfig Indexes Limit"
-# From FileInfo, what sites' .htaccess files need (rewrites, redirects,
-# headers, types) and nothing that picks a handler (Action, SetHandler,
-# AddHandler, FcgidWrapper, ProxyFCGI*) or sets options.
+# What .htaccess files of an isolated site may use: directives by name
+# only (AllowOverride None). No override class at all: a class admits every
+# directive a module declares for "any class" (OR_ALL), and mod_lua declares
+# all of its own so: with mod_lua loaded, `AllowOverride AuthConfig` lets a
+# site's .htaccess run Lua inside the web server (LuaHookFixups), as the
+# web server's user, outside every view. No Options (that would turn
+# FollowSymLinks back on), nothing that picks a handler (Action, SetHandler,
+# AddHandler, FcgidWrapper, ProxyFCGI*) or sets the environment.
 ALLOW_OVERRIDE_LIST = (
+    # FileInfo: rewrites, redirects, headers, types.
     "RewriteEngine", "RewriteBase", "RewriteCond", "RewriteRule", "RewriteOptions",
     "Redirect", "RedirectMatch", "RedirectPermanent", "RedirectTemp",
     "ErrorDocument", "DirectoryIndex", "Header", "ExpiresActive", "ExpiresByType",
     "ExpiresDefault", "AddType", "AddDefaultCharset", "AddCharset", "AddEncoding",
     "AddLanguage", "DefaultLanguage", "FileETag",
+    # AuthConfig: password protection.
+    "AuthType", "AuthName", "AuthUserFile", "AuthGroupFile", "AuthBasicProvider",
+    "Require", "Satisfy", "<RequireAll", "<RequireAny", "<RequireNone",
+    # Limit: host-based access, the 2.2 way.
+    "Order", "Allow", "Deny", "<Limit", "<LimitExcept",
+    # Indexes: listings' look (listings themselves need Options Indexes).
+    "IndexOptions", "IndexIgnore", "HeaderName", "ReadmeName", "DirectorySlash",
+    # Sections whose content is checked against this same list.
+    "<IfModule", "<IfDefine", "<Files", "<FilesMatch", "<If", "<ElseIf", "<Else",
 )
+# php-fpm obeys these FastCGI parameters as ini settings, admin ones
+# included (and keeps them in the worker for later requests): whatever sets
+# them in the request's environment (a RewriteRule [E=] flag) is dropped
+# right before the request goes to the site's master. (UnsetEnv would not
+# do: it only removes what SetEnv set in configuration.)
+FPM_DROPPED_PARAMS = ("PHP_VALUE", "PHP_ADMIN_VALUE")
 
 
 def wrapper_dir(acct: Account, token: str) -> str:
@@ -154,6 +174,9 @@ def include_text(acct: Account, token: str, docroot: str, handler: str,
             '<FilesMatch "\\.php$">',
             f'    SetHandler "proxy:unix:{fpm_socket}|fcgi://siteiso-{token}/"',
             "</FilesMatch>",
+            "<IfModule mod_proxy_fcgi.c>",
+            *(f'    ProxyFCGISetEnvIf "true" !{p}' for p in FPM_DROPPED_PARAMS),
+            "</IfModule>",
         ]
     # The whole home is closed to this vhost (the panel's own handler and
     # CGI directories, app roots with their .htaccess, everything not the
@@ -168,7 +191,7 @@ def include_text(acct: Account, token: str, docroot: str, handler: str,
         "</Directory>",
         f'<Directory "{docroot}">',
         "    Options None",
-        f"    AllowOverride {ALLOW_OVERRIDE}",
+        "    AllowOverride None",
         f"    AllowOverrideList {' '.join(ALLOW_OVERRIDE_LIST)}",
         "    Require all granted",
         "</Directory>",
@@ -185,17 +208,27 @@ def include_text(acct: Account, token: str, docroot: str, handler: str,
 
 
 def write_include(path: str, text: str) -> bool:
-    """Write an include; True when it changed."""
+    """Write an include, readable by root only; True when it changed.
+
+    Root only: with handler = fpm it names the site's php-fpm socket, whose
+    path is the capability to run code in the site's view (siteiso.service.
+    fpm). Apache reads its configuration as root."""
     try:
         with open(path, encoding="utf-8") as f:
             if f.read() == text:
+                os.chmod(path, 0o600)
                 return False
     except FileNotFoundError:
         pass
     os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-    with open(f"{path}.new", "w", encoding="utf-8") as f:
+    tmp = f"{path}.new"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                 | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
-    os.rename(f"{path}.new", path)
+    os.rename(tmp, path)
     return True
 
 

@@ -6,12 +6,23 @@ cgroup child `fpm` (so that stopping it also ends workers a killed master
 left behind). Root prepares everything it needs and hands it over as open
 descriptors, so nothing of it is a path the view shows:
 
-- the listening socket `/run/siteiso/fpm/<token>.sock`, made and bound by
+- the listening socket `/run/siteiso/fpm/<name>.sock`, made and bound by
   root, `root:<web group>` mode 0660, in a directory only root and the web
   server may enter (0710 root:<web group>). Views mask `/run/siteiso`, so no
   site sees its own socket or a sibling's. php-fpm adopts it through
   `FPM_SOCKETS=<path>=<fd>` instead of binding one; the `listen` path of the
   pool is only the key of that hand-over.
+  The web server's user reaches every such socket, and so does any
+  `.htaccess` of any vhost that can pick a handler (`SetHandler`, or
+  `RewriteRule [H=proxy:unix:…]`) — with PHP_VALUE of its choice, which
+  php-fpm obeys. So the path itself is the capability: `<name>` is an
+  HMAC of the site's token (tokens are visible in views) under a host
+  secret only root reads (`/var/lib/siteiso/fpm.key`), the vhost include
+  that names it is root's alone (siteiso.service.apache), the directory
+  cannot be listed, and the socket is created in a network namespace of
+  its own, so that neither /proc/net/unix nor sock_diag (`ss -x`) of the
+  host's namespace, which every view shares, lists its path. (Connecting
+  by path works from any namespace.)
 - the configuration, in a sealed memfd (no path at all, and not writable:
   write, grow and shrink are sealed), read as `--fpm-config /dev/fd/<fd>`.
   The descriptor stays open in the master, so a reload (SIGUSR2, which
@@ -32,14 +43,17 @@ whose socket is gone or whose configuration changed.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import grp
 import hashlib
+import hmac
 import os
 import re
 import select
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 
@@ -98,8 +112,58 @@ def _check_token(token: str) -> str:
     return token
 
 
+KEY_FILE = f"{paths.LIB}/fpm.key"
+_KEY_LEN = 32
+_key_cache: list[bytes] = []
+
+
+def _host_key() -> bytes:
+    """The host's secret for socket names: random, made once, root's 0600."""
+    if _key_cache:
+        return _key_cache[0]
+    os.makedirs(paths.LIB, mode=0o700, exist_ok=True)
+    try:
+        fd = os.open(KEY_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        _make_key()
+        fd = os.open(KEY_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        key = os.read(fd, _KEY_LEN + 1)
+    finally:
+        os.close(fd)
+    if st.st_uid != 0 or st.st_mode & 0o077 or len(key) != _KEY_LEN:
+        raise EngineError(f"refusing {KEY_FILE}: not a root-only key of "
+                          f"{_KEY_LEN} bytes (remove it to make a new one)")
+    _key_cache.append(key)
+    return key
+
+
+def _make_key() -> None:
+    tmp = f"{KEY_FILE}.{os.getpid()}.new"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                 | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, os.urandom(_KEY_LEN))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, KEY_FILE)      # never replaces a key another command made
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(tmp)
+
+
+def socket_name(token: str) -> str:
+    """The socket's file name: 128 bits of HMAC-SHA256 of the token."""
+    mac = hmac.new(_host_key(), _check_token(token).encode(), hashlib.sha256)
+    return mac.hexdigest()[:32]
+
+
 def socket_path(token: str) -> str:
-    return f"{FPM_DIR}/{_check_token(token)}.sock"
+    return f"{FPM_DIR}/{socket_name(token)}.sock"
 
 
 def record_path(token: str) -> str:
@@ -226,10 +290,14 @@ def _listen(token: str, web_gid: int) -> tuple[int, int]:
     older view keeps its own (now unreachable) socket until it is stopped.
     """
     path = socket_path(token)
-    tmp = f"{FPM_DIR}/.{token}.sock.new"
+    # Random, not derived from the name: the server side of every accepted
+    # connection lives in the connecting process's namespace (the web
+    # server's, the host's) and carries the address given to bind(), which
+    # the host's /proc/net/unix lists.
+    tmp = f"{FPM_DIR}/.new-{os.urandom(16).hex()}"
     with contextlib.suppress(FileNotFoundError):
         os.unlink(tmp)
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s = _unlisted_socket()
     try:
         old = os.umask(0o177)
         try:
@@ -246,6 +314,36 @@ def _listen(token: str, web_gid: int) -> tuple[int, int]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+CLONE_NEWNET = 0x40000000
+
+
+def _unlisted_socket() -> socket.socket:
+    """A unix stream socket of a network namespace of its own (made by a
+    short-lived thread: namespaces are per thread), so that the host's
+    namespace does not list the path it is bound to. The namespace lives as
+    long as the socket (about 0.2 MB each, against the master's 10 MB)."""
+    made: list[socket.socket] = []
+    errors: list[BaseException] = []
+
+    def make() -> None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.unshare(CLONE_NEWNET) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, f"unshare(CLONE_NEWNET): {os.strerror(err)}")
+            made.append(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM))
+        except BaseException as e:  # noqa: BLE001 - handed to the caller
+            errors.append(e)
+
+    t = threading.Thread(target=make, name="siteiso-fpm-netns")
+    t.start()
+    t.join()
+    if errors or not made:
+        raise EngineError(f"cannot make the php-fpm socket: "
+                          f"{errors[0] if errors else 'no socket'}")
+    return made[0]
 
 
 def _sealed_config(token: str, text: str) -> int:

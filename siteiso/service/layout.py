@@ -25,12 +25,27 @@ class Layout:
     php_fpm: str
     cron_spool: str
     unit_dir: str
+    # The host's own php-fpm configuration files (the panel's or the admin's
+    # pools, outside every view): globs, read by siteiso.service.pools.
+    fpm_pools: tuple[str, ...] = ()
 
     def include_for(self, user: str, domain: str) -> str:
         if self.name == "cpanel":
             return (f"{self.include_dir}/std/2_4/{user}/{domain}/"
                     "siteiso.conf")
         return f"{self.include_dir}/{domain}.conf"
+
+
+# php-fpm main files and pool directories: Debian/Ubuntu, EL and Remi's
+# SCL builds, cPanel's EA4, Plesk, DirectAdmin.
+_DEBIAN_POOLS = ("/etc/php/*/fpm/php-fpm.conf", "/etc/php/*/fpm/pool.d/*.conf")
+_EL_POOLS = ("/etc/php-fpm.conf", "/etc/php-fpm.d/*.conf",
+             "/etc/opt/remi/php*/php-fpm.conf", "/etc/opt/remi/php*/php-fpm.d/*.conf")
+_CPANEL_POOLS = ("/opt/cpanel/ea-php*/root/etc/php-fpm.conf",
+                 "/opt/cpanel/ea-php*/root/etc/php-fpm.d/*.conf")
+_OTHER_POOLS = ("/opt/plesk/php/*/etc/php-fpm.d/*.conf",
+                "/usr/local/php*/etc/php-fpm.d/*.conf",
+                "/usr/local/php*/etc/php-fpm.conf")
 
 
 def _first(pattern: str, default: str) -> str:
@@ -45,14 +60,15 @@ DEBIAN = Layout(
     suexec_docroot_file="/etc/apache2/suexec/www-data",
     include_dir="/etc/apache2/siteiso", php_cgi="/usr/bin/php-cgi",
     php_fpm="/usr/sbin/php-fpm", cron_spool="/var/spool/cron/crontabs",
-    unit_dir="/etc/systemd/system")
+    unit_dir="/etc/systemd/system", fpm_pools=_DEBIAN_POOLS + _OTHER_POOLS)
 
 EL = Layout(
     name="el", apache_bin="/usr/sbin/httpd", apache_conf_dir="/etc/httpd",
     apache_user="apache", apache_group="apache", suexec="/usr/sbin/suexec",
     suexec_docroot_file="", include_dir="/etc/httpd/conf.d/siteiso",
     php_cgi="/usr/bin/php-cgi", php_fpm="/usr/sbin/php-fpm",
-    cron_spool="/var/spool/cron", unit_dir="/etc/systemd/system")
+    cron_spool="/var/spool/cron", unit_dir="/etc/systemd/system",
+    fpm_pools=_EL_POOLS + _OTHER_POOLS)
 
 CPANEL = Layout(
     name="cpanel", apache_bin="/usr/sbin/httpd", apache_conf_dir="/etc/apache2",
@@ -60,7 +76,8 @@ CPANEL = Layout(
     suexec_docroot_file="", include_dir="/etc/apache2/conf.d/userdata",
     php_cgi="/usr/local/bin/php-cgi",
     php_fpm="/opt/cpanel/ea-php82/root/usr/sbin/php-fpm",
-    cron_spool="/var/spool/cron", unit_dir="/etc/systemd/system")
+    cron_spool="/var/spool/cron", unit_dir="/etc/systemd/system",
+    fpm_pools=_CPANEL_POOLS + _EL_POOLS)
 
 
 def detect(root: str = "/") -> Layout:

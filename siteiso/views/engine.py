@@ -18,20 +18,20 @@ import os
 import pwd
 import signal
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from siteiso import accounts, panels, paths, sysapi
+from siteiso import accounts, panels, paths, platform, sysapi
 from siteiso.accounts import Account
 from siteiso.config import Config
 from siteiso.errors import EngineError, SiteisoError, UnsafePath
 from siteiso.names import quote, validate_docroot
 from siteiso.plan import CageInput, SiteInput, cage_plan, render, site_plan
 from siteiso.plan.sites import inside, site_paths
-from siteiso.plan.view import MTA_WRITABLE, Storage
+from siteiso.plan.view import MTA_WRITABLE, Storage, listing_dirs
 from siteiso.procs import lifecycle
-from siteiso.service import cron, php
+from siteiso.service import cron, layout, php, pools
 from siteiso.state import Site, State, fault
-from siteiso.views import index, web
+from siteiso.views import homes, index, web
 from siteiso.views.index import Holder
 
 log = logging.getLogger("siteiso")
@@ -114,11 +114,27 @@ class HostFacts:
     groups: tuple[grp.struct_group, ...]
     existing: frozenset[str]
     real: tuple[tuple[str, str], ...]
+    # Each domain's docroot as the panel (and the web server) names it.
+    web: tuple[tuple[str, str], ...] = ()
+    # Per-mount procfs options (hidepid for the user cage's /proc).
+    proc_hidepid: bool = True
+    # The host's own php-fpm pools (hidden in site views: siteiso.service.pools).
+    fpm_pools: tuple[pools.Pool, ...] = ()
 
     @classmethod
     def read(cls, cfg: Config) -> HostFacts:
         return cls(tuple(accounts.hosting_accounts(cfg)), tuple(pwd.getpwall()),
-                   tuple(grp.getgrall()), _existing(), _real())
+                   tuple(grp.getgrall()), _existing(), _real(), _panel_docroots(cfg),
+                   platform.available("proc_hidepid"),
+                   pools.read(layout.detect().fpm_pools)[0])
+
+
+def _panel_docroots(cfg: Config) -> tuple[tuple[str, str], ...]:
+    try:
+        return tuple((n, r.docroot) for n, r in panels.get_panel(cfg).domains().items())
+    except (SiteisoError, OSError) as e:
+        log.warning("cannot read the panel's docroots: %s", e)
+        return ()
 
 
 def _identity(acct: Account, host: HostFacts) -> tuple[str, str]:
@@ -164,13 +180,59 @@ def _home_entries(acct: Account) -> tuple[str, ...]:
         return ()
 
 
-def site_inputs(st: State, acct: Account, cfg: Config) -> list[SiteInput]:
+def site_inputs(st: State, acct: Account, cfg: Config,
+                web: dict[str, str] | None = None) -> list[SiteInput]:
     out = []
     for s in st.sites_of(acct.name):
         out.append(SiteInput(token=s.token, docroot=s.docroot, names=tuple(s.names),
                              extra_paths=tuple(_sites_d_paths(s, acct)),
-                             home_mode=s.home or cfg.home_mode, shared=cfg.shared))
-    return out
+                             home_mode=s.home or cfg.home_mode, shared=cfg.shared,
+                             hidden=cfg.hidden))
+    if not web:
+        return out
+    return [replace(s, configured=_configured(acct, s, web, [
+        p for o in out if o.token != s.token for p in site_paths(o, acct.home, out)]))
+        for s in out]
+
+
+def _configured(acct: Account, site: SiteInput, web: dict[str, str],
+                others: list[str]) -> tuple[str, ...]:
+    """The site's docroot as the web server names it, where a symlink on the
+    way makes that another path: checked as strictly as at enable, and kept
+    only while it still resolves to the recorded docroot and does not pass
+    through another site's tree (whose site could re-point it); else the
+    entry refuses requests naming it (fails closed)."""
+    out: list[str] = []
+    for name in site.names:
+        given = web.get(name)
+        try:
+            path = validate_docroot(given, acct.home) if given else site.docroot
+            if path == site.docroot or path in out:
+                continue
+            if any(c in path for c in '"\\'):
+                raise UnsafePath(f"refusing docroot {quote(path)}: it holds a quote "
+                                 "or backslash")
+            if any(inside(path, q) for q in others):
+                raise UnsafePath(f"refusing docroot {quote(path)}: it passes through "
+                                 "another isolated site's tree")
+            real = resolve_docroot(acct, path)
+        except SiteisoError as e:
+            log.warning("site %s: %s", name, e.message)
+            continue
+        if real != site.docroot:
+            log.warning("site %s: %s now leads to %s, not to its docroot %s: "
+                        "refused until it is regenerated", name, path, real,
+                        site.docroot)
+            continue
+        out.append(path)
+    return tuple(out[:index.MAX_ALIASES])
+
+
+def _listings(acct: Account, cfg: Config, inputs: list[SiteInput]) -> homes.Listings:
+    """ro | shared views bind the home's entries one by one (plan.view)."""
+    if all(s.home_mode == "private" for s in inputs):
+        return ()
+    return homes.listings(acct.home, acct.uid, listing_dirs(acct.home, cfg.hidden))
 
 
 def _sites_d_paths(site: Site, acct: Account) -> list[str]:
@@ -196,7 +258,8 @@ def _sites_d_paths(site: Site, acct: Account) -> list[str]:
 # ---- holders -----------------------------------------------------------------
 
 def start_holder(plan_text: str, kind: str, token: str, docroot: str = "-",
-                 names: str = "-", ini_dir: str = "-") -> Holder:
+                 names: str = "-", ini_dir: str = "-",
+                 aliases: tuple[str, ...] = ()) -> Holder:
     try:
         r = subprocess.run([paths.HOLDER, "build"], input=plan_text,
                            capture_output=True, text=True, timeout=60)
@@ -207,7 +270,7 @@ def start_holder(plan_text: str, kind: str, token: str, docroot: str = "-",
     pid = int(r.stdout.split()[0])
     fault("holder-started")
     return Holder(kind, token, pid, index.starttime(pid), index.ns_inode(pid, "pid"),
-                  index.ns_inode(pid, "mnt"), docroot, names, ini_dir)
+                  index.ns_inode(pid, "mnt"), docroot, names, ini_dir, aliases)
 
 
 def _plan_file(uid: int, token: str) -> str:
@@ -324,7 +387,7 @@ def converge_user(st: State, cfg: Config, uid: int, name: str | None,
     host = host or HostFacts.read(cfg)
     passwd, group = _identity(acct, host)
     hosting_homes = tuple(a.home for a in host.hosting)
-    inputs = site_inputs(st, acct, cfg)
+    inputs = site_inputs(st, acct, cfg, dict(host.web))
     # Per-domain PHP (SPEC §5): each site's ini dir and build, for its plan.
     php_views = php.prepare_user(st, acct, cfg, old, {
         s.token: _read(_plan_file(uid, s.token)) for s in inputs})
@@ -334,7 +397,11 @@ def converge_user(st: State, cfg: Config, uid: int, name: str | None,
     to_retire: list[Holder] = []
     base = dict(user=acct.name, uid=acct.uid, gid=acct.gid, home=acct.home,
                 hosting_homes=hosting_homes, home_entries=_home_entries(acct),
-                passwd=passwd, group=group, existing=host.existing, real=host.real)
+                passwd=passwd, group=group, existing=host.existing, real=host.real,
+                proc_hidepid=host.proc_hidepid,
+                listings=_listings(acct, cfg, inputs),
+                fpm_masks=pools.view_masks(host.fpm_pools, acct.name, acct.uid,
+                                           acct.gid, host.groups, hosting_homes))
 
     # The user cage.
     cage_store = f"{acct.home}/.cagefs"
@@ -367,9 +434,10 @@ def converge_user(st: State, cfg: Config, uid: int, name: str | None,
         names = ",".join(s.names)
         if prev and prev.alive() and _read(pf) == text and not rebuild:
             new.append(Holder("site", s.token, prev.pid, prev.starttime, prev.pidns,
-                              prev.mntns, s.docroot, names, ini))
+                              prev.mntns, s.docroot, names, ini, s.configured))
             continue
-        holder = start_holder(text, "site", s.token, s.docroot, names, ini)
+        holder = start_holder(text, "site", s.token, s.docroot, names, ini,
+                              s.configured)
         new.append(holder)
         if prev is None:
             fresh.append(s)
@@ -441,9 +509,10 @@ def _reap_unindexed(user_cg: str, indexed: set[int]) -> None:
             os.close(fd)
 
 
-def _fields(h: Holder) -> tuple[str, int, int, int, int, str, str, str]:
+def _fields(h: Holder) -> tuple[str, int, int, int, int, str, str, str,
+                                tuple[str, ...]]:
     return (h.token, h.pid, h.starttime, h.pidns, h.mntns, h.docroot, h.names,
-            h.ini_dir)
+            h.ini_dir, h.aliases)
 
 
 def _end_site_processes(cfg: Config, uid: int, h: Holder) -> None:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from siteiso import paths
 
+MAX_ALIASES = 8   # INDEX_MAX_ALIASES of native/util.h
+
 
 @dataclass(frozen=True)
 class Holder:
@@ -24,11 +26,14 @@ class Holder:
     docroot: str = "-"
     names: str = "-"
     ini_dir: str = "-"
+    # The docroot as the web server names it, where a symlink on the way
+    # makes that another path; the entry accepts DOCUMENT_ROOT equal to it.
+    aliases: tuple[str, ...] = ()
 
     def line(self) -> str:
         return "\t".join(str(x) for x in (
             self.kind, self.token, self.pid, self.starttime, self.pidns,
-            self.mntns, self.docroot, self.names, self.ini_dir))
+            self.mntns, self.docroot, self.names, self.ini_dir, *self.aliases))
 
     def alive(self) -> bool:
         return starttime(self.pid) == self.starttime
@@ -62,9 +67,9 @@ def read(uid: int) -> list[Holder]:
     out = []
     for line in lines:
         v = line.split("\t")
-        if v[0] in ("site", "retired", "cage") and len(v) == 9:
+        if v[0] in ("site", "retired", "cage") and len(v) >= 9:
             out.append(Holder(v[0], v[1], int(v[2]), int(v[3]), int(v[4]),
-                              int(v[5]), v[6], v[7], v[8]))
+                              int(v[5]), v[6], v[7], v[8], tuple(v[9:])))
     return out
 
 

@@ -15,9 +15,14 @@ from test_attack_web_tier import (  # noqa: F401
 
 
 def test_symlinked_docroot_still_runs_php_in_its_view(sandbox):
-    """Same set-up: the entry compares DOCUMENT_ROOT (the symlink path Apache
-    uses) with the resolved docroot of the index and refuses every request:
-    the site's PHP is down (fails closed, but the site is broken)."""
+    """Same set-up. The entry and the view now accept the symlinked path
+    (test_symlinked_docroot_runs_php_in_its_view_under_its_configured_path),
+    but the vhost include (siteiso/service/apache.py) names only the resolved
+    docroot in its <Directory> and closes the home with `Options None`: Apache
+    refuses to follow the DocumentRoot symlink (AH00037, HTTP 403) and the
+    site is down (fails closed). Needs the include to repeat the docroot's
+    <Directory> for the symlinked path and to allow following links on the
+    way to it (`Options SymLinksIfOwnerMatch` on the home's section)."""
     web = _symlinked_web(sandbox, "/home/john/sites/blog")
     enable(sandbox, A, B)
     assert web.get(B, "/index.php") == (200, "hello from b.example")

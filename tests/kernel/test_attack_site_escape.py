@@ -393,6 +393,156 @@ def test_site_cannot_chdir_or_fd_through_proc_of_the_holder(server):
         assert leak not in r.stdout, r.stdout
 
 
+# ---- masks stay where the plan put them; hidden entries stay hidden ---------------
+
+def test_site_cannot_take_over_a_deeper_nested_siblings_docroot(sandbox):
+    """A sibling nested two levels down (public_html/sub/deep): the parent
+    site renames the directory holding the masked docroot (sub -> sub2) and
+    makes a decoy sub/deep, so that the next rebuild masks the decoy and
+    shows the sibling's tree at sub2/deep (and the sibling's vhost serves
+    the decoy). Every directory between a mask and the mount above it is a
+    mount point in the view: the rename fails (EBUSY). The owner, outside
+    every view, can still rename it; the parent still writes in sub."""
+    s = sandbox
+    s.useradd("john")
+    s.make_tree("john", {
+        "/home/john/public_html/index.php": "<?php echo 'a';\n",
+        "/home/john/public_html/sub/deep/wp-config.php": "<?php $pw = 'secret-deep';\n",
+    })
+    s.set_domains({A: ("john", "/home/john/public_html"),
+                   "deep.example.com": ("john", "/home/john/public_html/sub/deep")})
+    isolate(s, A, "deep.example.com")
+    r = in_site(s, A, "cat /home/john/public_html/sub/deep/wp-config.php")
+    assert "secret-deep" not in r.stdout
+    r = in_site(s, A, "cd /home/john/public_html && mv sub sub2 && mkdir -p sub/deep"
+                      " && echo '<?php echo \"decoy\";' > sub/deep/index.php")
+    assert r.returncode != 0 and "busy" in r.stderr, (r.stdout, r.stderr)
+    for attempt in ("rmdir sub", "mv sub/deep sub/deep2", "rm -rf sub",
+                    "python3 -c 'import os; os.rename(\"sub\", \"x\")'"):
+        r = in_site(s, A, f"cd /home/john/public_html && {attempt}")
+        assert r.returncode != 0, attempt
+    # Legit use of the parent's own tree around the mask goes on.
+    r = in_site(s, A, "cd /home/john/public_html/sub && echo mine > own.txt &&"
+                      " mkdir d && mv d d2 && rmdir d2 && cat own.txt")
+    assert r.stdout == "mine\n", r.stderr
+    r = s.cagefsctl("--remount", "john")
+    assert r.returncode == 0, r.stderr
+    r = in_site(s, A, "cat /home/john/public_html/sub/deep/wp-config.php")
+    assert "secret-deep" not in r.stdout
+    r = s.run(["cagefs_enter_site", "deep.example.com", "cat",
+               "/home/john/public_html/sub/deep/wp-config.php"], user="john",
+              check=False)
+    assert "secret-deep" in r.stdout, r.stderr
+    # The account owner over SSH (outside every view) moves its own tree.
+    s.run(["mv", "/home/john/public_html/sub", "/home/john/public_html/sub2"],
+          user="john")
+    assert s.exists("/home/john/public_html/sub2/deep/wp-config.php")
+
+
+def _john_entries(sbx):
+    """A home whose owner keeps secrets and ordinary files side by side."""
+    sbx.make_tree("john", {"/home/john/notes.txt": "notes\n",
+                           "/home/john/data/report.csv": "a,b\n"})
+
+
+def test_ro_home_keeps_hidden_entries_hidden_when_they_appear_later(server):
+    """home = ro: the rest of the home is visible read-only, "in every mode
+    these stay hidden" (~/.my.cnf, ~/mail, backups, ...), also when they are
+    made after the view was built: the home's top level in the view is a
+    read-only skeleton of the entries it had, where hidden names never get
+    a place."""
+    server.sh("echo 'home = ro' >> /etc/siteiso/siteiso.conf")
+    _john_entries(server)
+    isolate(server, A, B)
+    server.make_tree("john", {
+        "/home/john/.my.cnf": "[client]\npassword=db-secret-later\n",
+        "/home/john/backup-12.4.2026_john.tar": "full-account-backup-later\n",
+        "/home/john/mail/new/1": "mail-secret-later\n",
+        "/home/john/later.txt": "made later\n",
+    })
+    secrets = ("/home/john/.my.cnf /home/john/backup-12.4.2026_john.tar"
+               " /home/john/mail/new/1")
+    r = in_site(server, A, f"cat {secrets}")
+    for leak in ("db-secret-later", "full-account-backup-later", "mail-secret-later"):
+        assert leak not in r.stdout, r.stdout
+    # The rest of the home is there, read-only; the site's docroot writable.
+    r = in_site(server, A, "cat /home/john/notes.txt /home/john/data/report.csv")
+    assert r.stdout == "notes\na,b\n", r.stderr
+    r = in_site(server, A, "echo x >> /home/john/notes.txt; touch /home/john/new;"
+                           " echo x > /home/john/public_html/ok.txt && echo wrote")
+    assert r.stdout == "wrote\n" and "Read-only" in r.stderr, (r.stdout, r.stderr)
+    assert server.read("/home/john/notes.txt") == "notes\n"
+    # A new ordinary entry appears with the next regenerate; secrets do not.
+    assert in_site(server, A, "cat /home/john/later.txt").returncode != 0
+    r = server.cagefsctl("--site-isolation-regenerate", "john")
+    assert r.returncode == 0, r.stderr
+    r = in_site(server, A, f"cat /home/john/later.txt; cat {secrets}")
+    assert r.stdout == "made later\n", (r.stdout, r.stderr)
+    # The owner, outside every view, sees and changes everything.
+    assert "db-secret-later" in server.run(["cat", "/home/john/.my.cnf"],
+                                           user="john").stdout
+
+
+def test_ro_home_hides_configured_nested_paths_made_later(server):
+    """`hidden` in siteiso.conf may name a path below the top level
+    (private/keys): its directory becomes a read-only skeleton too, so keys
+    made there later are not shown, while the rest of private/ is."""
+    server.sh("printf 'home = ro\\nhidden = private/keys, .env.prod\\n'"
+              " >> /etc/siteiso/siteiso.conf")
+    server.make_tree("john", {"/home/john/private/readme": "readme\n"})
+    isolate(server, A, B)
+    server.make_tree("john", {"/home/john/private/keys/id": "key-secret-later\n",
+                              "/home/john/.env.prod": "env-secret-later\n"})
+    r = in_site(server, A, "cat /home/john/private/readme /home/john/private/keys/id"
+                           " /home/john/.env.prod")
+    assert r.stdout == "readme\n", (r.stdout, r.stderr)
+
+
+def test_shared_home_site_cannot_create_ssh_authorized_keys(server):
+    """home = shared ("shared files are not isolated") still keeps ~/.ssh
+    hidden in every mode: a site cannot make ~/.ssh (the home's top level is
+    a read-only skeleton: EROFS) and log in over SSH as the account. It
+    still writes in the entries the home has."""
+    server.sh("echo 'home = shared' >> /etc/siteiso/siteiso.conf")
+    _john_entries(server)
+    assert not server.exists("/home/john/.ssh")
+    isolate(server, A, B)
+    r = in_site(server, A, "mkdir -p /home/john/.ssh &&"
+                           " echo 'ssh-ed25519 AAAA attacker'"
+                           " >> /home/john/.ssh/authorized_keys && echo planted")
+    assert "planted" not in r.stdout
+    assert not server.exists("/home/john/.ssh/authorized_keys")
+    r = in_site(server, A, "mv /home/john/data /home/john/.ssh || echo refused")
+    assert "refused" in r.stdout and not server.exists("/home/john/.ssh")
+    # Shared: the existing entries are the site's to change.
+    r = in_site(server, A, "echo more >> /home/john/notes.txt &&"
+                           " echo x > /home/john/data/new.csv && echo wrote")
+    assert r.stdout == "wrote\n", r.stderr
+    assert server.read("/home/john/notes.txt") == "notes\nmore\n"
+    # The owner over SSH makes ~/.ssh; no site sees it.
+    server.make_tree("john", {"/home/john/.ssh/authorized_keys": "ssh-ed25519 AAAA\n"})
+    assert in_site(server, B, "ls -a /home/john/.ssh/").stdout == ""
+    r = server.cagefsctl("--remount", "john")
+    assert r.returncode == 0, r.stderr
+    r = in_site(server, B, "cat /home/john/.ssh/authorized_keys")
+    assert "AAAA" not in r.stdout
+
+
+@pytest.mark.parametrize("mode", ["ro", "shared"])
+def test_site_nested_in_a_siblings_docroot_works_with_a_visible_home(server, mode):
+    """ro/shared: the parent's docroot is another site's path, so it is
+    hidden from the nested site, except the way to its own docroot."""
+    server.sh(f"echo 'home = {mode}' >> /etc/siteiso/siteiso.conf")
+    isolate(server, A, NESTED, B)
+    r = in_site(server, NESTED, "cat /home/john/public_html/shop/wp-config.php")
+    assert "secret-shop.example.com" in r.stdout, r.stderr
+    r = in_site(server, NESTED, "cat /home/john/public_html/wp-config.php; test -e"
+                                " /home/john/public_html/index.php || echo none")
+    assert r.stdout == "none\n", r.stdout
+    r = in_site(server, A, "cat /home/john/public_html/shop/wp-config.php")
+    assert "secret-shop" not in r.stdout
+
+
 # ---- hostile home ---------------------------------------------------------------
 
 def test_docroot_swapped_for_a_fifo_or_device_fails_enable_without_hanging(server):

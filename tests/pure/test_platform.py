@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from pathlib import Path
 
 import pytest
 
 from siteiso import platform
 from siteiso.errors import KernelUnsupported
+from siteiso.plan import CageInput, SiteInput, cage_plan, site_plan
+from siteiso.plan.view import Storage
+from siteiso.procs import lifecycle
 
 ROOT = os.geteuid() == 0
 FIRST_LINE = "Website isolation feature is not available on this platform"
@@ -129,3 +134,67 @@ def test_this_kernel_has_every_required_feature() -> None:
     assert by_name["openat2"].ok
     assert by_name["new_mount_api"].ok
     assert by_name["proc_hidepid"].ok
+
+
+@pytest.mark.pure
+def test_cgroup2_is_required_and_every_fallback_is_optional() -> None:
+    # siteiso mounts cgroup2 itself where none is mounted (the probe passes);
+    # a kernel without it has no safe substitute.
+    assert platform.FALLBACKS["cgroup2"] == (None, True)
+    with_fallback = {n for n, (fb, _req) in platform.FALLBACKS.items() if fb}
+    assert with_fallback == {"close_range", "clone_into_cgroup", "proc_hidepid",
+                             "cgroup_kill"}
+    assert not any(platform.FALLBACKS[n][1] for n in with_fallback)
+
+
+@pytest.mark.pure
+def test_forced_missing_feature_is_not_available(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(platform.FORCE_ENV, "cgroup_kill, proc_hidepid")
+    assert platform.forced_missing("cgroup_kill")
+    assert not platform.forced_missing("close_range")
+    assert not platform.available("proc_hidepid")
+    monkeypatch.delenv(platform.FORCE_ENV)
+    # Unforced, the verdict is the probe's.
+    by_name = {p.name: p.ok for p in platform.probe_all()}
+    assert platform.available("cgroup2") == by_name["cgroup2"]
+
+
+@pytest.mark.pure
+def test_forced_missing_cgroup_kill_takes_the_freeze_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("cgroup.kill", "cgroup.freeze", "cgroup.procs"):
+        (tmp_path / name).write_text("")
+    assert lifecycle._kill_method(str(tmp_path)) == "kill"
+    monkeypatch.setenv(platform.FORCE_ENV, "cgroup_kill")
+    assert lifecycle._kill_method(str(tmp_path)) == "freeze"
+    (tmp_path / "cgroup.freeze").unlink()
+    assert lifecycle._kill_method(str(tmp_path)) == "signal"
+
+
+def _plan_inputs(proc_hidepid: bool) -> tuple[CageInput, SiteInput]:
+    store = "/home/john/.cagefs"
+    cage = CageInput(
+        user="john", uid=1001, gid=1001, home="/home/john",
+        hosting_homes=("/home/john",), home_entries=(), passwd="/p", group="/g",
+        cgroup="/sys/fs/cgroup/x",
+        storage=Storage(f"{store}/tmp", f"{store}/var-tmp", f"{store}/shm",
+                        f"{store}/sessions"),
+        proc_hidepid=proc_hidepid)
+    return cage, SiteInput(token="t", docroot="/home/john/public_html")
+
+
+def _proc_line(ops: list) -> tuple[str, ...]:
+    return next(o.args for o in ops if o.kind == "proc")
+
+
+@pytest.mark.pure
+def test_the_cage_follows_the_proc_hidepid_verdict_and_sites_keep_it() -> None:
+    cage, site = _plan_inputs(proc_hidepid=True)
+    assert _proc_line(cage_plan(cage)) == ("hidepid=invisible",)
+    cage = dataclasses.replace(cage, proc_hidepid=False)
+    # "-": a fresh /proc without options, which reconfigures nothing.
+    assert _proc_line(cage_plan(cage)) == ("-",)
+    assert _proc_line(site_plan(cage, site, [site])) == ("hidepid=invisible",)

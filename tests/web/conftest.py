@@ -80,3 +80,11 @@ def make_web(sbx: Sandbox) -> Web:
 @pytest.fixture
 def web(sandbox: Sandbox) -> Web:
     return make_web(sandbox)
+
+
+def fpm_socket(sbx: Sandbox, token: str) -> str:
+    """A site's php-fpm socket: named by an HMAC of its token under the
+    host's secret (siteiso.service.fpm), computed as root in the sandbox."""
+    return sbx.run(["/opt/siteiso/venv/bin/python", "-c",
+                    "import sys; from siteiso.service import fpm; "
+                    "print(fpm.socket_path(sys.argv[1]))", token]).stdout.strip()

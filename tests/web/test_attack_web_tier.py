@@ -120,10 +120,15 @@ def test_htaccess_cannot_reach_a_siblings_or_another_accounts_fpm(web):
     # What a.example's PHP finds out about the others' sockets.
     # (/sys/fs/cgroup/.../site-<token> names them too, for every account of the
     # host; /proc/net/unix is enough here.)
-    r = web.probe(A, "exec", "cat /proc/net/unix")
-    tokens = sorted(set(re.findall(r"/run/siteiso/fpm/\.?([0-9a-f]{16})\.sock",
-                                   r["out"] or "")))
-    assert tokens, r
+    # The tokens are public (cgroup names); the socket names are not: they
+    # are keyed by a root-only secret and bound where /proc/net/unix of the
+    # shared network namespace does not list them. The attacker tries every
+    # path it can learn or guess.
+    r = web.probe(A, "exec", "ls -R /sys/fs/cgroup; cat /proc/net/unix")
+    tokens = sorted(set(re.findall(r"site-([0-9a-f]{16})", r["out"] or "")))
+    assert len(tokens) >= 3, r
+    listed = set(re.findall(r"(/run/siteiso/fpm/[^\s]+\.sock)", r["out"] or ""))
+    assert listed == set(), listed
     code = ("<?php echo 'RAN-AS ', get_current_user(), ' '; "
             f"@readfile('{B_SECRET}');"
             " @readfile('/home/jane/public_html/wp-config.php');"
@@ -226,6 +231,76 @@ def test_symlinked_docroot_keeps_the_symlink_protection(sandbox):
     sandbox.run(["ln", "-s", A_SECRET, "/home/john/sites/blog/leak.txt"], user="john")
     code, body = web.get(B, "/leak.txt")
     assert "secret-of-a.example" not in body, (code, body)
+
+
+def _handler(sbx, token, docroot, script, *argv):
+    """What suexec runs for a request (the CGI chain: Action + ScriptAlias)."""
+    return sbx.run(["/usr/libexec/siteiso/siteiso-enter", "handler", token, *argv],
+                   user="john", check=False,
+                   env={"DOCUMENT_ROOT": docroot, "REDIRECT_STATUS": "200",
+                        "SCRIPT_FILENAME": f"{docroot}/index.php",
+                        "PATH_TRANSLATED": script})
+
+
+def test_symlinked_docroot_runs_php_in_its_view_under_its_configured_path(sandbox):
+    """The web server names b.example's docroot by its symlink (~/blog ->
+    ~/sites/blog). The index records both paths: the entry accepts either
+    as DOCUMENT_ROOT with the script under the same one, the path exists in
+    the view (FastCGI and FPM requests name it too), and nothing else
+    passes: not a sibling's script, not after the link is re-pointed."""
+    _symlinked_web(sandbox, "/home/john/sites/blog")
+    enable(sandbox, A, B)
+    st = json.loads(sandbox.read("/var/lib/siteiso/state.json"))
+    b_token = next(t for t, s in st["sites"].items() if B in s["names"])
+    uid = sandbox.users["john"].uid
+    index = sandbox.read(f"/run/siteiso/index/{uid}")
+    assert any(line.split("\t")[1] == b_token and
+               line.split("\t")[6:] == ["/home/john/sites/blog", B, "/run/siteiso/php",
+                                        "/home/john/blog"]
+               for line in index.splitlines()), index
+    for root in ("/home/john/blog", "/home/john/sites/blog"):
+        r = _handler(sandbox, b_token, root, f"{root}/index.php", "php-cgi", "-q")
+        assert (r.returncode, r.stdout) == (0, "hello from b.example"), (root, r.stderr)
+    # In the view the configured path leads to the docroot; the sibling's
+    # files do not exist.
+    r = sandbox.run(["cagefs_enter_site", "/home/john/blog", "sh", "-c",
+                     f"cat /home/john/blog/index.php; cat {A_SECRET}"],
+                    user="john", check=False)
+    assert "hello from b.example" in r.stdout and "secret-of-a" not in r.stdout, r
+    bad = [("/home/john/blog", f"{A_ROOT}/wp-config.php"),        # another root
+           ("/home/john/blog", "/home/john/sites/blog/index.php"),
+           ("/home/john/sites/blog", "/home/john/blog/index.php"),
+           ("/home/john/blog", "/home/john/blog/../public_html/index.php"),
+           ("/home/john", "/home/john/blog/index.php")]
+    for root, script in bad:
+        r = _handler(sandbox, b_token, root, script, "cat", A_SECRET)
+        assert r.returncode == 125 and "secret" not in r.stdout, (root, script, r)
+    # The owner re-points the link at the sibling: the next rebuild drops the
+    # path from the index (it no longer leads to this docroot): refused.
+    sandbox.run(["ln", "-sfn", A_ROOT, "/home/john/blog"], user="john")
+    assert sandbox.cagefsctl("--remount", "john").returncode == 0
+    r = _handler(sandbox, b_token, "/home/john/blog", "/home/john/blog/index.php",
+                 "cat", A_SECRET)
+    assert r.returncode == 125 and "secret" not in r.stdout, r
+    r = _handler(sandbox, b_token, "/home/john/sites/blog",
+                 "/home/john/sites/blog/index.php", "php-cgi", "-q")
+    assert r.stdout == "hello from b.example", r.stderr
+
+
+def test_symlinked_docroot_through_a_siblings_tree_is_not_accepted(sandbox):
+    """The configured path may not pass through another isolated site's
+    tree: that site could re-point the link (here ~/public_html/blog, in
+    a.example's docroot). b.example's requests under it fail closed."""
+    _symlinked_web(sandbox, "/home/john/sites/blog")
+    sandbox.run(["ln", "-s", "/home/john/sites/blog", f"{A_ROOT}/blog"], user="john")
+    domains = dict(SYMLINKED, **{B: ("john", f"{A_ROOT}/blog")})
+    sandbox.set_domains(domains)
+    enable(sandbox, A, B)
+    st = json.loads(sandbox.read("/var/lib/siteiso/state.json"))
+    b_token = next(t for t, s in st["sites"].items() if B in s["names"])
+    r = _handler(sandbox, b_token, f"{A_ROOT}/blog", f"{A_ROOT}/blog/index.php",
+                 "php-cgi", "-q")
+    assert r.returncode == 125 and "hello" not in r.stdout, r
 
 
 def test_docroot_name_cannot_break_the_web_servers_configuration(sandbox):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from conftest import fpm_socket
 from conftest_handlers import (
     A_ROOT,
     A_SECRET,
@@ -42,10 +43,6 @@ def fweb(web):
     return web
 
 
-def sock(token: str) -> str:
-    return f"{FPM_DIR}/{token}.sock"
-
-
 def master(sbx, token: str) -> Proc:
     """The site's php-fpm master, from its record, checked to be that process."""
     pid, start, pidns, *_ = sbx.read(f"{FPM_DIR}/{token}.pid").split("\t")
@@ -65,13 +62,14 @@ def test_socket_made_by_root_for_the_web_server_only(fweb):
     enable(sbx, A)
     token = site_record(sbx, "john", A_ROOT).token
     text = sbx.read(f"/etc/apache2/siteiso/{A}.conf")
-    assert f'SetHandler "proxy:unix:{sock(token)}|fcgi://siteiso-{token}/"' in text
-    st = sbx.run(["stat", "-c", "%U:%G %a %F", FPM_DIR, sock(token)]).stdout.split("\n")
+    path = fpm_socket(sbx, token)
+    assert f'SetHandler "proxy:unix:{path}|fcgi://siteiso-{token}/"' in text
+    st = sbx.run(["stat", "-c", "%U:%G %a %F", FPM_DIR, path]).stdout.split("\n")
     assert st[0] == "root:www-data 710 directory"
     assert st[1] == "root:www-data 660 socket"
     # Not even the account itself reaches it from outside its views.
     r = sbx.run(["python3", "-c", "import socket; socket.socket(socket.AF_UNIX)"
-                 f".connect('{sock(token)}')"], user="john", check=False)
+                 f".connect('{path}')"], user="john", check=False)
     assert r.returncode != 0 and "Permission denied" in r.stderr
 
 
@@ -123,8 +121,8 @@ def test_a_siblings_fpm_socket_does_not_exist_in_the_view(fweb):
     enable(sbx, A, B)
     a_tok = site_record(sbx, "john", A_ROOT).token
     b_tok = site_record(sbx, "john", B_ROOT).token
-    assert sbx.exists(sock(b_tok))  # it is there, outside
-    for target in (sock(b_tok), sock(a_tok)):
+    assert sbx.exists(fpm_socket(sbx, b_tok))  # it is there, outside
+    for target in (fpm_socket(sbx, b_tok), fpm_socket(sbx, a_tok)):
         r = fweb.probe(A, "connect", target)
         assert not r["ok"], r
         assert "No such file" in r["out"], r
@@ -162,7 +160,7 @@ def test_disable_stops_the_master_and_restores_the_panels_handler(fweb):
     assert php_pidns(fweb, A) == host_pidns(sbx)
     assert wait_gone(sbx, procs) == []
     assert not alive(sbx, m)
-    assert not sbx.exists(sock(rec.token))
+    assert not sbx.exists(fpm_socket(sbx, rec.token))
     assert not sbx.exists(f"{FPM_DIR}/{rec.token}.pid")
     # b keeps its master.
     assert alive(sbx, b_master)
