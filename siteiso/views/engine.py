@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import grp
+import importlib
 import logging
 import os
 import pwd
@@ -257,20 +258,52 @@ def _sites_d_paths(site: Site, acct: Account) -> list[str]:
 
 # ---- holders -----------------------------------------------------------------
 
-def start_holder(plan_text: str, kind: str, token: str, docroot: str = "-",
-                 names: str = "-", ini_dir: str = "-",
-                 aliases: tuple[str, ...] = ()) -> Holder:
-    try:
-        r = subprocess.run([paths.HOLDER, "build"], input=plan_text,
-                           capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        raise EngineError(f"cannot start the view holder: {e}") from e
-    if r.returncode != 0:
-        raise EngineError(r.stderr.strip() or f"siteiso-holder exited {r.returncode}")
-    pid = int(r.stdout.split()[0])
+@dataclass(frozen=True)
+class Build:
+    """A view to build, and what its index record will say."""
+    text: str
+    kind: str
+    token: str
+    docroot: str = "-"
+    names: str = "-"
+    ini_dir: str = "-"
+    aliases: tuple[str, ...] = ()
+
+
+# Builds in flight at once: a build is mostly the kernel's work in a fresh
+# process, so a few more than the CPUs keep them busy.
+BUILD_PARALLEL = (os.cpu_count() or 2) + 2
+
+
+def start_holders(builds: list[Build]) -> list[Holder]:
+    """Build every view at once (siteiso._core, one batch) and return their
+    holders in order. All or nothing: when one fails, the holders that did
+    start are ended (no index names them) and the first error is raised."""
+    if not builds:
+        return []
+    core = importlib.import_module("siteiso._core")
+    results = core.build_views(paths.HOLDER, [b.text.encode() for b in builds],
+                                BUILD_PARALLEL, 60.0)
     fault("holder-started")
-    return Holder(kind, token, pid, index.starttime(pid), index.ns_inode(pid, "pid"),
-                  index.ns_inode(pid, "mnt"), docroot, names, ini_dir, aliases)
+    errors = [err for pid, err in results if pid <= 0]
+    if errors:
+        for pid, _ in results:
+            if pid > 0:
+                _kill_new_holder(pid)
+        raise EngineError(errors[0])
+    return [Holder(b.kind, b.token, pid, index.starttime(pid),
+                   index.ns_inode(pid, "pid"), index.ns_inode(pid, "mnt"),
+                   b.docroot, b.names, b.ini_dir, b.aliases)
+            for b, (pid, _) in zip(builds, results, strict=True)]
+
+
+def _kill_new_holder(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, OSError):
+        fd = os.pidfd_open(pid)
+        try:
+            signal.pidfd_send_signal(fd, signal.SIGKILL)
+        finally:
+            os.close(fd)
 
 
 def _plan_file(uid: int, token: str) -> str:
@@ -392,7 +425,8 @@ def converge_user(st: State, cfg: Config, uid: int, name: str | None,
     php_views = php.prepare_user(st, acct, cfg, old, {
         s.token: _read(_plan_file(uid, s.token)) for s in inputs})
     ucg = user_cgroup(cfg, uid)
-    new: list[Holder] = []
+    new: list[Holder | None] = []
+    builds: list[tuple[int, Build, str]] = []   # (slot in new, build, plan file)
     to_kill: list[Holder] = []
     to_retire: list[Holder] = []
     base = dict(user=acct.name, uid=acct.uid, gid=acct.gid, home=acct.home,
@@ -414,8 +448,8 @@ def converge_user(st: State, cfg: Config, uid: int, name: str | None,
     if old_cage and old_cage.alive() and _read(pf) == text and not rebuild:
         new.append(old_cage)
     else:
-        new.append(start_holder(text, "cage", "-"))
-        _write(pf, text)
+        builds.append((len(new), Build(text, "cage", "-"), pf))
+        new.append(None)
         if old_cage:
             to_retire.append(old_cage)
 
@@ -436,23 +470,32 @@ def converge_user(st: State, cfg: Config, uid: int, name: str | None,
             new.append(Holder("site", s.token, prev.pid, prev.starttime, prev.pidns,
                               prev.mntns, s.docroot, names, ini, s.configured))
             continue
-        holder = start_holder(text, "site", s.token, s.docroot, names, ini,
-                              s.configured)
-        new.append(holder)
+        builds.append((len(new), Build(text, "site", s.token, s.docroot, names, ini,
+                                       s.configured), pf))
+        new.append(None)
         if prev is None:
             fresh.append(s)
         if prev and prev.alive():
             (to_kill if _hides(_read(pf), text) else to_retire).append(prev)
-        _write(pf, text)
 
+    # The user's new views, built side by side.
+    for (slot, _, _), holder in zip(builds, start_holders([b for _, b, _ in builds]),
+                                    strict=True):
+        new[slot] = holder
+    running = [h for h in new if h is not None]
     gone = [h for t, h in old_by_token.items() if t not in {s.token for s in inputs}]
     keep_retired = [Holder("retired", *_fields(h)) for h in (*retired, *to_retire)
                     if h.kind != "cage"]
-    index.write(uid, new + keep_retired)
+    index.write(uid, running + keep_retired)
+    # Plans are recorded once the index names their views: a build that
+    # failed must never let the next converge take an old view for its new
+    # plan.
+    for _, b, pf in builds:
+        _write(pf, b.text)
     cron.write_cron_map(acct.uid, inputs, acct.home, acct.name)
-    _reap_unindexed(ucg, {h.pid for h in (*new, *keep_retired)})
+    _reap_unindexed(ucg, {h.pid for h in (*running, *keep_retired)})
     web.converge_sites(acct, inputs, cfg, gone=[h.token for h in gone])
-    views = tuple(h.mntns for h in (*new, *keep_retired))
+    views = tuple(h.mntns for h in (*running, *keep_retired))
     for s in fresh:
         _restart_outside_processes(cfg, acct, s, inputs, views)
     for h in to_kill:
