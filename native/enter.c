@@ -465,10 +465,7 @@ static _Noreturn void run_child(const struct entry *e)
         if (poll(&pfd, 1, 0) != 0)
                 _exit(EXIT_ENTRY_FAILED);
 
-        if (sys_close_range(3, ~0U, 0) < 0) {
-                for (int fd = 3; fd < 65536; fd++)
-                        close(fd);
-        }
+        close_span(3, ~0U);
 
         /* By path, as the user, in the view: never a directory the caller holds. */
         if (e->cwd[0] != '/' || chdir(e->cwd) < 0) {

@@ -152,38 +152,6 @@ static _Noreturn void holder_loop(bool pidns, const sigset_t *set)
         }
 }
 
-/* Close the descriptors lo..hi: close_range, or where it fails (ENOSYS: a kernel without
- * it; EPERM: a container's seccomp profile) each one that /proc/self/fd lists in the span
- * (a loop up to a fixed number would miss one above it); without /proc, every number
- * below the descriptor limit. */
-static void close_span(unsigned lo, unsigned hi)
-{
-        if (sys_close_range(lo, hi, 0) == 0)
-                return;
-        DIR *d = opendir("/proc/self/fd");
-        if (!d) {
-                struct rlimit rl = { 0, 0 };
-                (void)getrlimit(RLIMIT_NOFILE, &rl);
-                rlim_t top = rl.rlim_max > rl.rlim_cur ? rl.rlim_max : rl.rlim_cur;
-                if (top == RLIM_INFINITY || top > (1U << 20))
-                        top = 1U << 20;
-                for (unsigned fd = lo; fd <= hi && fd < top; fd++)
-                        close((int)fd);
-                return;
-        }
-        int own = dirfd(d);
-        struct dirent *ent;
-        while ((ent = readdir(d)) != NULL) {
-                char *end;
-                unsigned long fd = strtoul(ent->d_name, &end, 10);
-                if (end == ent->d_name || *end || (long)fd == own)
-                        continue;
-                if (fd >= lo && fd <= hi)
-                        close((int)fd);
-        }
-        closedir(d);
-}
-
 /* The child of build: finishes the view (/proc), detaches from the caller and holds. */
 static _Noreturn void become_holder(const struct plan *plan, int cgroup_fd, int null_fd,
                                     int ready_fd, const sigset_t *set)

@@ -2,6 +2,7 @@
 #include "util.h"
 
 #include <ctype.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -9,6 +10,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 
@@ -134,6 +136,38 @@ int sys_pidfd_send_signal(int pidfd, int sig)
 int sys_close_range(unsigned int first, unsigned int last, unsigned int flags)
 {
         return (int)syscall(SYS_close_range, first, last, flags);
+}
+
+/* Close the descriptors lo..hi: close_range, or where it fails (ENOSYS: a kernel without
+ * it; EPERM: a container's seccomp profile) each one that /proc/self/fd lists in the span
+ * (a loop up to a fixed number would miss one above it); without /proc, every number
+ * below the descriptor limit. */
+void close_span(unsigned lo, unsigned hi)
+{
+        if (sys_close_range(lo, hi, 0) == 0)
+                return;
+        DIR *d = opendir("/proc/self/fd");
+        if (!d) {
+                struct rlimit rl = { 0, 0 };
+                (void)getrlimit(RLIMIT_NOFILE, &rl);
+                rlim_t top = rl.rlim_max > rl.rlim_cur ? rl.rlim_max : rl.rlim_cur;
+                if (top == RLIM_INFINITY || top > (1U << 20))
+                        top = 1U << 20;
+                for (unsigned fd = lo; fd <= hi && fd < top; fd++)
+                        close((int)fd);
+                return;
+        }
+        int own = dirfd(d);
+        struct dirent *ent;
+        while ((ent = readdir(d)) != NULL) {
+                char *end;
+                unsigned long fd = strtoul(ent->d_name, &end, 10);
+                if (end == ent->d_name || *end || (long)fd == own)
+                        continue;
+                if (fd >= lo && fd <= hi)
+                        close((int)fd);
+        }
+        closedir(d);
 }
 
 /* ---- small files and numbers -------------------------------------------------------- */

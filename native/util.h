@@ -71,6 +71,8 @@ int sys_pidfd_open(pid_t pid, unsigned int flags);
 int sys_pidfd_getfd(int pidfd, int targetfd, unsigned int flags);
 int sys_pidfd_send_signal(int pidfd, int sig);
 int sys_close_range(unsigned int first, unsigned int last, unsigned int flags);
+/* Close every descriptor in [lo, hi]: close_range, else what /proc/self/fd lists. */
+void close_span(unsigned lo, unsigned hi);
 
 /* ---- small files and numbers -------------------------------------------------------- */
 
