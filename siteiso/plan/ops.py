@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from siteiso.errors import UnsafePath
+
+# TAB and newline separate fields and lines: no field may hold them, nor any
+# other control character.
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 KINDS = {"version", "uid", "home", "cgroup", "pidns", "proc",
          "clone", "tmpfs", "mkdir", "attach", "mask", "ro", "detach", "devpts",
@@ -17,9 +22,9 @@ class Op:
     args: tuple[str, ...]
 
     def line(self) -> str:
-        for a in self.args:
-            if any(ord(c) < 32 or ord(c) == 127 for c in a):
-                raise UnsafePath(f"refusing a path with a control character: {a!r}")
+        if _CONTROL.search("".join(self.args)):
+            bad = next(a for a in self.args if _CONTROL.search(a))
+            raise UnsafePath(f"refusing a path with a control character: {bad!r}")
         return "\t".join((self.kind, *self.args))
 
 
