@@ -19,6 +19,8 @@ import os
 import pwd
 import signal
 import subprocess
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 from siteiso import accounts, panels, paths, platform, sysapi
@@ -273,6 +275,8 @@ class Build:
 # Builds in flight at once: a build is mostly the kernel's work in a fresh
 # process, so a few more than the CPUs keep them busy.
 BUILD_PARALLEL = (os.cpu_count() or 2) + 2
+# One batch in the background at a time (converge keeps two users in flight).
+_BUILDER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="siteiso-build")
 
 
 def start_holders(builds: list[Build]) -> list[Holder]:
@@ -390,19 +394,48 @@ def converge(st: State, cfg: Config, users: list[str] | None = None,
     php.prune(st.sites)
     failures: list[str] = []
     host = HostFacts.read(cfg)
-    for uid, owner in sorted(targets.items()):
-        # One hostile home must not stop the others' views from converging.
-        try:
-            converge_user(st, cfg, uid, owner, rebuild=rebuild, host=host)
-        except SiteisoError as e:
-            log.warning("user %s: %s", owner or uid, e.message)
-            failures.append(f"user {owner or uid}: {e.message}")
+    # Two users in flight: while one user's views build (in C, without the
+    # GIL), the next user's plans are made.
+    in_flight: tuple[str, Iterator[None]] | None = None
+    order: list[tuple[int, str | None] | None] = [*sorted(targets.items()), None]
+    for item in order:
+        started = None
+        if item is not None:
+            uid, owner = item
+            steps = _converge_user_steps(st, cfg, uid, owner, rebuild, host)
+            if _step(steps, owner or str(uid), failures):
+                started = (owner or str(uid), steps)
+        if in_flight is not None:
+            _step(in_flight[1], in_flight[0], failures)
+        in_flight = started
     if failures:
         raise EngineError("\n".join(failures))
 
 
+def _step(steps: Iterator[None], who: str, failures: list[str]) -> bool:
+    """Run a user's converge to its next pause; False once it is over (done,
+    or failed: one hostile home must not stop the others' views)."""
+    try:
+        next(steps)
+        return True
+    except StopIteration:
+        return False
+    except SiteisoError as e:
+        log.warning("user %s: %s", who, e.message)
+        failures.append(f"user {who}: {e.message}")
+        return False
+
+
 def converge_user(st: State, cfg: Config, uid: int, name: str | None,
                   rebuild: bool = False, host: HostFacts | None = None) -> None:
+    for _ in _converge_user_steps(st, cfg, uid, name, rebuild, host):
+        pass
+
+
+def _converge_user_steps(st: State, cfg: Config, uid: int, name: str | None,
+                         rebuild: bool = False,
+                         host: HostFacts | None = None) -> Iterator[None]:
+    """converge_user, pausing once while its new views build."""
     old = index.read(uid)
     old_by_token = {h.token: h for h in old if h.kind == "site"}
     retired = [h for h in old if h.kind == "retired" and h.alive()]
@@ -478,9 +511,10 @@ def converge_user(st: State, cfg: Config, uid: int, name: str | None,
         if prev and prev.alive():
             (to_kill if _hides(_read(pf), text) else to_retire).append(prev)
 
-    # The user's new views, built side by side.
-    for (slot, _, _), holder in zip(builds, start_holders([b for _, b, _ in builds]),
-                                    strict=True):
+    # The user's new views, built side by side while the caller goes on.
+    building = _BUILDER.submit(start_holders, [b for _, b, _ in builds])
+    yield
+    for (slot, _, _), holder in zip(builds, building.result(), strict=True):
         new[slot] = holder
     running = [h for h in new if h is not None]
     gone = [h for t, h in old_by_token.items() if t not in {s.token for s in inputs}]
