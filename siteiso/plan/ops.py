@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from siteiso.errors import UnsafePath
 
 # TAB and newline separate fields and lines: no field may hold them, nor any
-# other control character.
-_CONTROL = re.compile("[\x00-\x1f\x7f]")
+# other control character; and every field must be valid UTF-8 (surrogates
+# stand for undecodable bytes of a name read from a home).
+_CONTROL = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
 
 KINDS = {"version", "uid", "home", "cgroup", "pidns", "proc",
          "clone", "tmpfs", "mkdir", "attach", "mask", "ro", "detach", "devpts",
@@ -24,7 +25,8 @@ class Op:
     def line(self) -> str:
         if _CONTROL.search("".join(self.args)):
             bad = next(a for a in self.args if _CONTROL.search(a))
-            raise UnsafePath(f"refusing a path with a control character: {bad!r}")
+            raise UnsafePath("refusing a path with a control character or invalid "
+                             f"UTF-8: {bad!r}")
         return "\t".join((self.kind, *self.args))
 
 

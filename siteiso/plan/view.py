@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import posixpath
+import re
 from dataclasses import dataclass, field
 
 from siteiso.plan.ops import Op, op
@@ -172,7 +173,13 @@ def _between(path: str, top: str) -> list[str]:
 
 
 def _plain(text: str) -> bool:
-    return bool(text) and not any(ord(ch) < 32 or ord(ch) == 127 for ch in text)
+    """A name a plan can carry: no control character, and valid UTF-8 (a
+    name read from a hostile home may hold any byte; os.fsdecode keeps the
+    others as surrogates)."""
+    return bool(text) and not _UNPLAIN.search(text)
+
+
+_UNPLAIN = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
 
 
 def _mkdirs(path: str, below: str) -> list[Op]:
@@ -291,6 +298,21 @@ STAGE_SLOT = 250
 ENTRY_SLOT = 251
 
 
+# Top-level entries of a home that code outside every site runs or reads as
+# instructions: the owner's shell and login start-up files, ~/bin and the
+# user's program and config trees, mail delivery filters (which may pipe to
+# programs). "A site never writes anything that code outside that site
+# executes" (SPEC §4.2): read-only in every view, `home = shared` included.
+RUN_BY_OWNER = frozenset({
+    ".bashrc", ".bash_profile", ".bash_login", ".bash_logout", ".profile",
+    ".zshrc", ".zshenv", ".zprofile", ".zlogin", ".zlogout", ".cshrc",
+    ".tcshrc", ".login", ".logout", ".kshrc", ".inputrc", ".config", ".local",
+    "bin", ".forward", ".procmailrc", ".mailfilter", ".qmail", ".muttrc",
+    ".gitconfig", ".vimrc", ".emacs", ".npmrc", ".pip", ".pydistutils.cfg",
+    ".wp-cli", ".composer", ".drush", ".ssh", ".gnupg", ".cagefs",
+})
+
+
 def _skeleton(c: CageInput, hidden: list[str], keep_out: list[str],
               mode: str) -> tuple[list[Op], list[Op], set[str]]:
     """(ops made while the home's tmpfs is writable, ops binding the entries
@@ -299,7 +321,7 @@ def _skeleton(c: CageInput, hidden: list[str], keep_out: list[str],
     hide = set(hidden)
     holders = {d for h in hidden for d in _between(h, c.home)}
     made = [op("tmpfs", c.home, "0750", c.uid, c.gid, "rw")]
-    binds: list[tuple[str, str]] = []
+    binds: list[tuple[str, str, str]] = []
     mounted = {c.home}
 
     def fill(d: str) -> None:
@@ -317,7 +339,8 @@ def _skeleton(c: CageInput, hidden: list[str], keep_out: list[str],
             elif e.kind in ("dir", "file"):
                 made.append(op("mkdir", path, "0755") if e.kind == "dir"
                             else op("touch", path, "0644"))
-                binds.append((path, e.kind))
+                binds.append((path, e.kind, "ro" if d == c.home and
+                              e.name in RUN_BY_OWNER else mode))
                 mounted.add(path)
             elif e.kind == "link" and _plain(e.link):
                 made.append(op("symlink", path, e.link))
@@ -326,9 +349,9 @@ def _skeleton(c: CageInput, hidden: list[str], keep_out: list[str],
     stage = posixpath.join(c.home, STAGE)
     made.append(op("mkdir", stage, "0700"))
     bound = [op("attach", STAGE_SLOT, stage, "rw")]
-    for path, kind in binds:
+    for path, kind, how in binds:
         bound += [op("clone", ENTRY_SLOT, stage + path[len(c.home):], "sys", kind),
-                  op("attach", ENTRY_SLOT, path, mode)]
+                  op("attach", ENTRY_SLOT, path, how)]
     bound.append(op("detach", stage))
     return made, bound, mounted
 

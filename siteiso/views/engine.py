@@ -16,8 +16,10 @@ import grp
 import importlib
 import logging
 import os
+import posixpath
 import pwd
 import signal
+import stat
 import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -218,6 +220,7 @@ def _configured(acct: Account, site: SiteInput, web: dict[str, str],
             if any(inside(path, q) for q in others):
                 raise UnsafePath(f"refusing docroot {quote(path)}: it passes through "
                                  "another isolated site's tree")
+            _check_alias_links(acct, path)
             real = resolve_docroot(acct, path)
         except SiteisoError as e:
             log.warning("site %s: %s", name, e.message)
@@ -229,6 +232,25 @@ def _configured(acct: Account, site: SiteInput, web: dict[str, str],
             continue
         out.append(path)
     return tuple(out[:index.MAX_ALIASES])
+
+
+def _check_alias_links(acct: Account, path: str) -> None:
+    """Every symlink on the way to a docroot alias must be an entry of the
+    home's top level (read-only in every view) or lie outside the home: a
+    link in a directory some view can write (a site's tree, a shared entry)
+    could be re-pointed by a site to its own code, which the entry would
+    then run in the aliased site's view."""
+    home = acct.home.rstrip("/")
+    rel = path[len(home) + 1:] if inside(path, home) and path != home else ""
+    parts = [p for p in rel.split("/") if p]
+    for i in range(1, len(parts)):      # links below the top level
+        p = posixpath.join(home, *parts[:i + 1])
+        try:
+            if stat.S_ISLNK(os.lstat(p).st_mode):
+                raise UnsafePath(f"refusing docroot {quote(path)}: the symlink "
+                                 f"{quote(p)} lies in a directory a site can write")
+        except FileNotFoundError:
+            return
 
 
 def _listings(acct: Account, cfg: Config, inputs: list[SiteInput]) -> homes.Listings:
@@ -286,8 +308,11 @@ def start_holders(builds: list[Build]) -> list[Holder]:
     if not builds:
         return []
     core = importlib.import_module("siteiso._core")
-    results = core.build_views(paths.HOLDER, [b.text.encode() for b in builds],
-                                BUILD_PARALLEL, 60.0)
+    try:
+        plans = [b.text.encode() for b in builds]
+    except UnicodeEncodeError as e:
+        raise EngineError(f"refusing a plan that is not valid UTF-8: {e}") from e
+    results = core.build_views(paths.HOLDER, plans, BUILD_PARALLEL, 60.0)
     fault("holder-started")
     errors = [err for pid, err in results if pid <= 0]
     if errors:
@@ -423,6 +448,10 @@ def _step(steps: Iterator[None], who: str, failures: list[str]) -> bool:
     except SiteisoError as e:
         log.warning("user %s: %s", who, e.message)
         failures.append(f"user {who}: {e.message}")
+        return False
+    except Exception as e:  # a bug met in one home must not stop the others
+        log.exception("user %s: unexpected error", who)
+        failures.append(f"user {who}: unexpected error: {e!r}")
         return False
 
 
