@@ -102,10 +102,15 @@ def _storage(acct: Account, rel: str, subdirs: tuple[str, ...]) -> None:
         st = os.fstat(home_fd)
         if st.st_uid != acct.uid:
             raise EngineError(f"refusing home {acct.home}: not owned by {acct.name}")
-        for sub in ("", *subdirs):
-            path = f"{rel}/{sub}".rstrip("/")
-            fd = sysapi.ensure_dir_beneath(home_fd, path, acct.uid, acct.gid, 0o700)
-            os.close(fd)
+        # The base once, then each subdirectory from its descriptor (not the
+        # whole path again from the home for each one).
+        base = sysapi.ensure_dir_beneath(home_fd, rel, acct.uid, acct.gid, 0o700)
+        try:
+            for sub in subdirs:
+                os.close(sysapi.ensure_dir_beneath(base, sub, acct.uid, acct.gid,
+                                                   0o700))
+        finally:
+            os.close(base)
     finally:
         os.close(home_fd)
 
