@@ -1,12 +1,16 @@
 """Build siteiso: the Cython and cffi extensions and the static C programs.
 
-The C programs (holder, entry) are compiled here with -Wall -Wextra -Werror
+The C programs (holder, entry) and the Apache module mod_siteiso (with apxs,
+from apache2-dev or httpd-devel) are compiled here with -Wall -Wextra -Werror
 and shipped as package data in siteiso/_bin; `siteiso install` copies them
-to their system places (the entry setuid root).
+to their system places (the entry setuid root, the module to Apache's
+module directory).
 """
 
 import os
+import shutil
 import subprocess
+import tempfile
 
 from Cython.Build import cythonize
 from setuptools import Extension, setup
@@ -19,6 +23,28 @@ PROGRAMS = {
 }
 CFLAGS = ["-O2", "-Wall", "-Wextra", "-Werror", "-D_GNU_SOURCE", "-std=gnu11",
           "-fstack-protector-strong", "-D_FORTIFY_SOURCE=2"]
+APACHE_MODULE = "native/mod_siteiso.c"
+MODULE_CFLAGS = ["-Wall", "-Wextra", "-Werror", "-std=gnu11"]
+
+
+def build_apache_module(out: str) -> None:
+    """mod_siteiso.so into `out`. Without apxs the module is not built: the
+    vhost includes then fall back to `Options None` (no .htaccess rewrites
+    for isolated sites; fails closed) and `siteiso doctor` says so."""
+    apxs = shutil.which("apxs") or shutil.which("apxs2")
+    if apxs is None:
+        print("warning: apxs not found (apache2-dev / httpd-devel): "
+              "mod_siteiso is not built")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        # apxs (libtool) leaves its objects next to the source: build a copy.
+        shutil.copy(APACHE_MODULE, tmp)
+        cmd = [apxs, "-c", *(f"-Wc,{f}" for f in MODULE_CFLAGS),
+               os.path.basename(APACHE_MODULE)]
+        print(" ".join(cmd))
+        subprocess.run(cmd, check=True, cwd=tmp)
+        shutil.copyfile(os.path.join(tmp, ".libs", "mod_siteiso.so"),
+                        os.path.join(out, "mod_siteiso.so"))
 
 
 class BuildWithPrograms(build_py):
@@ -33,6 +59,7 @@ class BuildWithPrograms(build_py):
                    os.path.join(out, name), *sources]
             print(" ".join(cmd))
             subprocess.run(cmd, check=True)
+        build_apache_module(out)
 
 
 setup(

@@ -16,9 +16,9 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 PACKAGES="python3 python3-venv python3-dev gcc libc6-dev make util-linux iproute2
- procps passwd apache2 apache2-suexec-custom libapache2-mod-fcgid php-cgi php-fpm
- php-cli php-mysql php-mbstring php-xml php-curl curl cron bubblewrap firejail
- mariadb-server exim4-daemon-light systemd
+ procps passwd apache2 apache2-dev apache2-suexec-custom libapache2-mod-fcgid
+ php-cgi php-fpm php-cli php-mysql php-mbstring php-xml php-curl curl cron
+ bubblewrap firejail mariadb-server exim4-daemon-light systemd
  qemu-system-x86 busybox-static"
 missing=""
 for p in $PACKAGES; do

@@ -354,16 +354,33 @@ VHOST = """<VirtualHost *:80>
 """
 
 
-def start_apache(sbx: Sandbox, sites: dict[str, tuple[str, str]]) -> None:
+# The module this siteiso was built with (setup.py), as `siteiso install`
+# would put it in place.
+MOD_SITEISO = Path(__file__).resolve().parent / "_bin" / "mod_siteiso.so"
+
+
+def start_apache(sbx: Sandbox, sites: dict[str, tuple[str, str]],
+                 siteiso_module: bool = True) -> None:
     """Debian's Apache with suexec-custom (docroot /home), mod_cgid,
     mod_actions, mod_fcgid, mod_proxy_fcgi and mod_rewrite (as on hosting
     servers: sites' .htaccess rewrites), one vhost per domain, on the
-    sandbox's loopback."""
+    sandbox's loopback; with mod_siteiso (the guard of isolated vhosts)
+    unless `siteiso_module` is False."""
     sbx.sh("update-alternatives --quiet --set suexec /usr/lib/apache2/suexec-custom"
            " && printf '/home\\npublic_html\\n' > /etc/apache2/suexec/www-data"
            " && a2enmod -q suexec actions cgid fcgid proxy_fcgi rewrite >/dev/null"
            " && a2dissite -q 000-default >/dev/null"
            " && echo 'ServerName localhost' > /etc/apache2/conf-enabled/name.conf")
+    if siteiso_module:
+        if not MOD_SITEISO.is_file():
+            raise RuntimeError(f"{MOD_SITEISO} is missing: siteiso was built "
+                               "without apxs (apache2-dev)")
+        sbx.write("/etc/apache2/mods-available/siteiso.load",
+                  f"LoadModule siteiso_module {MOD_SITEISO}\n")
+        sbx.sh("a2enmod -q siteiso >/dev/null")
+    else:
+        # The host's own siteiso install may have enabled it in /etc.
+        sbx.sh("a2dismod -q siteiso >/dev/null 2>&1; true")
     # As on cPanel servers: homes allow .htaccess overrides and symlinks.
     sbx.write("/etc/apache2/conf-enabled/homes.conf",
               "<Directory /home>\n    Options FollowSymLinks\n"

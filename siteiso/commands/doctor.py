@@ -79,16 +79,35 @@ def _pool_lines() -> list[str]:
     return lines
 
 
-def _lua_line(lay: layout.Layout) -> list[str]:
+def _apache_modules(lay: layout.Layout) -> str | None:
+    """What `apachectl -M` lists (None: Apache's control program is missing)."""
+    try:
+        return subprocess.run([lay.apache_ctl, "-M"], capture_output=True,
+                              text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+def _guard_line(mods: str | None) -> list[str]:
+    """Without mod_siteiso, isolated sites are served with `Options None`:
+    no symlink escapes, but mod_rewrite refuses every .htaccess RewriteRule
+    (WordPress permalinks answer 403)."""
+    if mods is None:
+        return []
+    if "siteiso_module" in mods:
+        return ["ok      web-guard     mod_siteiso is loaded: isolated sites keep "
+                ".htaccess rewrites; each request's handler and resolved file "
+                "are checked"]
+    return ["WARNING web-guard     mod_siteiso is not loaded: isolated sites are "
+            "served with Options None, so their .htaccess RewriteRules answer 403 "
+            "(siteiso install puts the module in place; a2enmod siteiso on "
+            "Debian)"]
+
+
+def _lua_line(mods: str | None) -> list[str]:
     """mod_lua lets .htaccess files with any override class run Lua inside
     the web server (isolated sites' includes grant no class)."""
-    ctl = "apache2ctl" if lay.name == "debian" else "apachectl"
-    try:
-        mods = subprocess.run([ctl, "-M"], capture_output=True, text=True,
-                              timeout=30).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return []
-    if "lua_module" not in mods:
+    if mods is None or "lua_module" not in mods:
         return []
     return ["WARNING web-lua       mod_lua is loaded: the .htaccess of any "
             "directory with an AllowOverride class (non-isolated sites) can "
@@ -119,6 +138,7 @@ def doctor() -> int:
         print(line)
     for line in _database_warnings():
         print(line)
-    for line in _pool_lines() + _lua_line(layout.detect()):
+    mods = _apache_modules(layout.detect())
+    for line in _pool_lines() + _guard_line(mods) + _lua_line(mods):
         print(line)
     return 0

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from siteiso import paths
 from siteiso.errors import SiteisoError
+from siteiso.service import apache, layout
 
 BIN = Path(__file__).resolve().parent.parent / "_bin"
 ADMIN_COMMANDS = ("cagefsctl", "siteiso")
@@ -108,6 +109,49 @@ def install() -> list[str]:
             with open(f"{UNIT_DIR}/{name}", "w", encoding="utf-8") as f:
                 f.write(text)
             done.append(f"{UNIT_DIR}/{name}")
+    done += _install_apache_module(layout.detect())
+    return done
+
+
+def _install_apache_module(lay: layout.Layout) -> list[str]:
+    """mod_siteiso into Apache's module directory, with its LoadModule file
+    (enabled with a2enmod on Debian), then a graceful reload where Apache
+    runs. Without Apache, or a build without apxs, nothing: isolated sites'
+    includes then keep `Options None` (siteiso doctor warns)."""
+    src = BIN / "mod_siteiso.so"
+    if not src.is_file() or not os.path.isdir(lay.apache_module_dir) or \
+            not os.path.isdir(os.path.dirname(lay.apache_module_conf)):
+        return []
+    tmp = f"{lay.apache_module}.new"
+    shutil.copyfile(src, tmp)
+    os.chown(tmp, 0, 0)
+    os.chmod(tmp, 0o644)
+    os.rename(tmp, lay.apache_module)
+    with open(f"{lay.apache_module_conf}.new", "w", encoding="utf-8") as f:
+        f.write("# siteiso: the guard of isolated sites' vhosts (mod_siteiso)\n"
+                f"LoadModule siteiso_module {lay.apache_module}\n")
+    os.chmod(f"{lay.apache_module_conf}.new", 0o644)
+    os.rename(f"{lay.apache_module_conf}.new", lay.apache_module_conf)
+    if lay.name == "debian":
+        subprocess.run(["a2enmod", "-q", "siteiso"], check=False,
+                       capture_output=True)
+    apache.reload(lay)
+    return [lay.apache_module, lay.apache_module_conf]
+
+
+def _uninstall_apache_module(lay: layout.Layout) -> list[str]:
+    """The LoadModule line first, then the module once Apache no longer
+    loads it."""
+    done = []
+    if lay.name == "debian" and os.path.exists(lay.apache_module_conf):
+        subprocess.run(["a2dismod", "-q", "siteiso"], check=False,
+                       capture_output=True)
+    for path in (lay.apache_module_conf, lay.apache_module):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+            done.append(path)
+            if path == lay.apache_module_conf:
+                apache.reload(lay)
     return done
 
 
@@ -116,6 +160,7 @@ def uninstall() -> list[str]:
         raise SiteisoError("siteiso uninstall must be run as root")
     from siteiso.service import cron
     done = [f"{cron.spool_dir()}/{u}" for u in cron.remove_cron_shells()]
+    done += _uninstall_apache_module(layout.detect())
     targets = [f"/usr/local/sbin/{n}" for n in ADMIN_COMMANDS]
     targets += [f"/usr/local/bin/{n}" for n in USER_COMMANDS]
     targets += [f"{UNIT_DIR}/{n}" for n in UNITS]

@@ -10,11 +10,17 @@ the user's (hostile) home:
   php-cgi in the site's view. `~/.cagefs` is hidden in every view, so no
   site can see or change a wrapper.
 - an include per domain for the vhost (`<include_dir>/<domain>.conf`):
-  suexec user, the handler, `Options -FollowSymLinks -SymLinksIfOwnerMatch`,
-  and for a site nested in another's docroot `AllowOverride None` on the
-  parent directories so the parent's .htaccess does not apply to it. It is
-  root's alone (0600): with handler = fpm it names the site's php-fpm
-  socket, a secret (siteiso.service.fpm).
+  suexec user, the handler, the home closed, the docroot reopened (under
+  each name the web server uses for it), and for a site nested in another's
+  docroot `AllowOverride None` on the parent directories so the parent's
+  .htaccess does not apply to it. Symlinks: with mod_siteiso loaded
+  (native/mod_siteiso.c) `Options SymLinksIfOwnerMatch`, so .htaccess
+  rewrites work, and the module's guard refuses any handler but the site's
+  own and any file that resolves outside the docroot or into a nested
+  sibling; without the module `Options None` (owner checks cannot separate
+  sites of one owner; rewrites are refused). It is root's alone (0600):
+  with handler = fpm it names the site's php-fpm socket, a secret
+  (siteiso.service.fpm).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import logging
 import os
 import subprocess
 import time
+from collections.abc import Sequence
 
 from siteiso import paths, sysapi
 from siteiso.accounts import Account
@@ -66,6 +73,8 @@ ALLOW_OVERRIDE_LIST = (
 # right before the request goes to the site's master. (UnsetEnv would not
 # do: it only removes what SetEnv set in configuration.)
 FPM_DROPPED_PARAMS = ("PHP_VALUE", "PHP_ADMIN_VALUE")
+# The type the CGI handler's Action is keyed on.
+CGI_TYPE = "application/x-httpd-php"
 
 
 def wrapper_dir(acct: Account, token: str) -> str:
@@ -143,67 +152,107 @@ def remove_wrappers(acct: Account, token: str) -> None:
 
 def include_text(acct: Account, token: str, docroot: str, handler: str,
                  all_docroots: list[str], layout: Layout,
-                 fpm_socket: str = "") -> str:
+                 fpm_socket: str = "", configured: Sequence[str] = ()) -> str:
+    """The vhost include of one isolated domain.
+
+    `configured` are the docroot as the web server names it where a symlink
+    on the way makes that another path (the engine resolved each to
+    `docroot`): Apache matches <Directory> against the path it walks, so the
+    docroot's sections are repeated for each. With mod_siteiso loaded the
+    docroot allows symlinks (mod_rewrite needs that) and the module's guard
+    checks every request's handler and resolved file; without it the include
+    keeps `Options None` (no .htaccess rewrites, fails closed)."""
     wdir = wrapper_dir(acct, token)
+    roots = [docroot, *(c for c in configured if c != docroot)]
+    nested = sorted({d for d in all_docroots if d != docroot and inside(d, docroot)})
     lines = [
         "# siteiso: this site is isolated; generated, do not edit.",
         "<IfModule mod_suexec.c>",
         f"    SuexecUserGroup {acct.name} {acct.name}",
         "</IfModule>",
     ]
+    # The handlers the guard lets this vhost use (and where from).
+    allowed: list[tuple[str, str]] = []
     if handler == "cgi":
         lines += [
             f'ScriptAlias /.siteiso-php/ "{wdir}/"',
-            "AddHandler application/x-httpd-php .php",
-            "Action application/x-httpd-php /.siteiso-php/php-cgi",
+            f"AddHandler {CGI_TYPE} .php",
+            f"Action {CGI_TYPE} /.siteiso-php/php-cgi",
         ]
+        allowed = [(CGI_TYPE, ""), ("cgi-script", wdir)]
     elif handler == "fcgid":
-        lines += [
-            "<IfModule mod_fcgid.c>",
-            f'    <Directory "{docroot}">',
-            "        AddHandler fcgid-script .php",
-            f'        FcgidWrapper "{wdir}/php-fcgi" .php',
-            '        <FilesMatch "\\.php$">',
-            "            Options +ExecCGI",
-            "        </FilesMatch>",
-            "    </Directory>",
-            "</IfModule>",
-        ]
+        lines.append("<IfModule mod_fcgid.c>")
+        for root in roots:
+            lines += [
+                f'    <Directory "{root}">',
+                "        AddHandler fcgid-script .php",
+                f'        FcgidWrapper "{wdir}/php-fcgi" .php',
+                '        <FilesMatch "\\.php$">',
+                "            Options +ExecCGI",
+                "        </FilesMatch>",
+                "    </Directory>",
+            ]
+        lines.append("</IfModule>")
+        allowed = [("fcgid-script", "")]
     elif handler == "fpm":
+        target = f"proxy:unix:{fpm_socket}|fcgi://siteiso-{token}/"
         lines += [
             '<FilesMatch "\\.php$">',
-            f'    SetHandler "proxy:unix:{fpm_socket}|fcgi://siteiso-{token}/"',
+            f'    SetHandler "{target}"',
             "</FilesMatch>",
             "<IfModule mod_proxy_fcgi.c>",
             *(f'    ProxyFCGISetEnvIf "true" !{p}' for p in FPM_DROPPED_PARAMS),
             "</IfModule>",
         ]
+        allowed = [(target, "")]
     # The whole home is closed to this vhost (the panel's own handler and
     # CGI directories, app roots with their .htaccess, everything not the
-    # docroot); the docroot is opened again with no Options (no symlinks, no
-    # CGI) and .htaccess limited to directives that cannot change the
-    # handler or the options.
+    # docroot); the docroot is opened again without CGI and with .htaccess
+    # limited to directives that cannot change the options. Symlinks: only
+    # under the guard (which resolves every file); the home needs them too
+    # where the docroot's configured path passes through a link.
+    home_links = ["    <IfModule mod_siteiso.c>",
+                  "        Options SymLinksIfOwnerMatch",
+                  "    </IfModule>"]
     lines += [
         f'<Directory "{acct.home}">',
         "    Options None",
+        *(home_links if len(roots) > 1 else []),
         "    AllowOverride None",
         "    Require all denied",
         "</Directory>",
-        f'<Directory "{docroot}">',
-        "    Options None",
-        "    AllowOverride None",
-        f"    AllowOverrideList {' '.join(ALLOW_OVERRIDE_LIST)}",
-        "    Require all granted",
-        "</Directory>",
     ]
+    for root in roots:
+        lines += [
+            f'<Directory "{root}">',
+            "    Options None",
+            *home_links,
+            "    AllowOverride None",
+            f"    AllowOverrideList {' '.join(ALLOW_OVERRIDE_LIST)}",
+            "    Require all granted",
+            "</Directory>",
+        ]
     if handler == "cgi":
         lines += [f'<Directory "{wdir}">', "    Options +ExecCGI",
                   "    Require all granted", "</Directory>"]
-    # A sibling nested in this docroot is not served through this vhost.
-    for nested in sorted({d for d in all_docroots
-                          if d != docroot and inside(d, docroot)}):
-        lines += [f'<Directory "{nested}">', "    AllowOverride None",
-                  "    Require all denied", "</Directory>"]
+    # A sibling nested in this docroot is not served through this vhost,
+    # under any of the docroot's names.
+    for root in roots:
+        for n in nested:
+            lines += [f'<Directory "{root}{n[len(docroot):]}">',
+                      "    AllowOverride None", "    Require all denied",
+                      "</Directory>"]
+    # Limitation: the guard refuses every file outside the docroot, aliases
+    # the admin points elsewhere (/icons/) included; and .htaccess tests
+    # (RewriteCond -f/-d/-s, <If -f>) still tell whether a sibling's path
+    # exists, as the web server's user sees it.
+    lines += [
+        "<IfModule mod_siteiso.c>",
+        f'    SiteisoSite "{docroot}"',
+        *(f'    SiteisoHandler "{h}"' + (f' "{d}"' if d else "") for h, d in allowed),
+        *(f'    SiteisoDeny "{n}"' for n in nested),
+        "</IfModule>",
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -28,6 +28,18 @@ class Layout:
     # The host's own php-fpm configuration files (the panel's or the admin's
     # pools, outside every view): globs, read by siteiso.service.pools.
     fpm_pools: tuple[str, ...] = ()
+    # mod_siteiso: Apache's module directory, and the file with its
+    # LoadModule line (Debian: mods-available/, enabled with a2enmod).
+    apache_module_dir: str = ""
+    apache_module_conf: str = ""
+
+    @property
+    def apache_ctl(self) -> str:
+        return "apache2ctl" if self.name == "debian" else "apachectl"
+
+    @property
+    def apache_module(self) -> str:
+        return f"{self.apache_module_dir}/mod_siteiso.so"
 
     def include_for(self, user: str, domain: str) -> str:
         if self.name == "cpanel":
@@ -60,7 +72,9 @@ DEBIAN = Layout(
     suexec_docroot_file="/etc/apache2/suexec/www-data",
     include_dir="/etc/apache2/siteiso", php_cgi="/usr/bin/php-cgi",
     php_fpm="/usr/sbin/php-fpm", cron_spool="/var/spool/cron/crontabs",
-    unit_dir="/etc/systemd/system", fpm_pools=_DEBIAN_POOLS + _OTHER_POOLS)
+    unit_dir="/etc/systemd/system", fpm_pools=_DEBIAN_POOLS + _OTHER_POOLS,
+    apache_module_dir="/usr/lib/apache2/modules",
+    apache_module_conf="/etc/apache2/mods-available/siteiso.load")
 
 EL = Layout(
     name="el", apache_bin="/usr/sbin/httpd", apache_conf_dir="/etc/httpd",
@@ -68,7 +82,9 @@ EL = Layout(
     suexec_docroot_file="", include_dir="/etc/httpd/conf.d/siteiso",
     php_cgi="/usr/bin/php-cgi", php_fpm="/usr/sbin/php-fpm",
     cron_spool="/var/spool/cron", unit_dir="/etc/systemd/system",
-    fpm_pools=_EL_POOLS + _OTHER_POOLS)
+    fpm_pools=_EL_POOLS + _OTHER_POOLS,
+    apache_module_dir="/usr/lib64/httpd/modules",
+    apache_module_conf="/etc/httpd/conf.modules.d/90-siteiso.conf")
 
 CPANEL = Layout(
     name="cpanel", apache_bin="/usr/sbin/httpd", apache_conf_dir="/etc/apache2",
@@ -77,7 +93,9 @@ CPANEL = Layout(
     php_cgi="/usr/local/bin/php-cgi",
     php_fpm="/opt/cpanel/ea-php82/root/usr/sbin/php-fpm",
     cron_spool="/var/spool/cron", unit_dir="/etc/systemd/system",
-    fpm_pools=_CPANEL_POOLS + _EL_POOLS)
+    fpm_pools=_CPANEL_POOLS + _EL_POOLS,
+    apache_module_dir="/usr/lib64/apache2/modules",
+    apache_module_conf="/etc/apache2/conf.modules.d/900_mod_siteiso.conf")
 
 
 def detect(root: str = "/") -> Layout:

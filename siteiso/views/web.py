@@ -52,7 +52,8 @@ def converge_sites(acct: Account, sites: list[SiteInput], cfg: Config,
             wanted.add(path)
             text = apache.include_text(acct, s.token, s.docroot, cfg.handler,
                                        docroots, lay,
-                                       fpm_socket=fpm.socket_path(s.token))
+                                       fpm_socket=fpm.socket_path(s.token),
+                                       configured=s.configured)
             changed |= apache.write_include(path, text)
         for stale in _recorded(acct.uid, s.token) - wanted:
             changed |= apache.remove_include(stale)

@@ -233,6 +233,25 @@ def test_symlinked_docroot_keeps_the_symlink_protection(sandbox):
     assert "secret-of-a.example" not in body, (code, body)
 
 
+def test_symlinked_docroot_still_runs_php_in_its_view(sandbox):
+    """Same set-up. The entry and the view accept the symlinked path
+    (test_symlinked_docroot_runs_php_in_its_view_under_its_configured_path),
+    and the vhost include repeats the docroot's <Directory> for it, with the
+    home allowing the link on the way (under mod_siteiso's guard): Apache
+    serves the site through its DocumentRoot symlink, its PHP runs in its
+    view, and its .htaccess rewrites work there too."""
+    web = _symlinked_web(sandbox, "/home/john/sites/blog")
+    enable(sandbox, A, B)
+    assert web.get(B, "/index.php") == (200, "hello from b.example")
+    assert not web.probe(B, "read", A_SECRET)["ok"]
+    htaccess(sandbox, "/home/john/sites/blog",
+             "RewriteEngine On\nRewriteCond %{REQUEST_FILENAME} !-f\n"
+             "RewriteRule . /index.php [L]\n")
+    assert web.get(B, "/some/permalink/") == (200, "hello from b.example")
+    include = sandbox.read(f"/etc/apache2/siteiso/{B}.conf")
+    assert '<Directory "/home/john/blog">' in include, include
+
+
 def _handler(sbx, token, docroot, script, *argv):
     """What suexec runs for a request (the CGI chain: Action + ScriptAlias)."""
     return sbx.run(["/usr/libexec/siteiso/siteiso-enter", "handler", token, *argv],

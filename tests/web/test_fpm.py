@@ -8,7 +8,6 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import fpm_socket
 from conftest_handlers import (
     A_ROOT,
     A_SECRET,
@@ -31,6 +30,7 @@ from conftest_handlers import (
     wait_gone,
 )
 from testlib import start_daemon, stop_daemon, wait_for
+from webserver import fpm_socket
 
 pytestmark = pytest.mark.web
 
