@@ -584,23 +584,32 @@ static int clone_dev_null(const char *target)
         return tree;
 }
 
+/* An O_PATH descriptor of a mask's or pin's target and its type, or -1 when there is
+ * nothing there (or a parent is not a directory). O_NOFOLLOW: a symlink as the last
+ * component is returned itself, never followed; RESOLVE_NO_SYMLINKS refuses one on the
+ * way. */
+static int open_optional(const char *path, const char *what, struct stat *st)
+{
+        int fd = sys_openat2(AT_FDCWD, path, O_PATH | O_NOFOLLOW | O_CLOEXEC, 0,
+                             RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
+        if (fd < 0) {
+                if (errno == ENOENT || errno == ENOTDIR)
+                        return -1;
+                die_errno("open %s target %s", what, path);
+        }
+        if (fstat(fd, st) < 0)
+                die_errno("stat %s target %s", what, path);
+        return fd;
+}
+
 static void op_mask(const struct plan_op *op)
 {
-        /* O_PATH|O_NOFOLLOW: a symlink as the last component is returned itself, to be
-         * covered, never followed (RESOLVE_NO_SYMLINKS still refuses one on the way). */
-        _cleanup_close_ int target = sys_openat2(AT_FDCWD, op->path,
-                                                 O_PATH | O_NOFOLLOW | O_CLOEXEC, 0,
-                                                 RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
+        /* A symlink as the last component is returned itself, to be covered. */
         struct stat st;
+        _cleanup_close_ int target = open_optional(op->path, "mask", &st);
 
-        if (target < 0) {
-                /* Nothing there, or a parent is not a directory: nothing to hide. */
-                if (errno == ENOENT || errno == ENOTDIR)
-                        return;
-                die_errno("open mask target %s", op->path);
-        }
-        if (fstat(target, &st) < 0)
-                die_errno("stat mask target %s", op->path);
+        if (target < 0)
+                return; /* nothing there, or a parent is not a directory: nothing to hide */
 
         /* The type found decides, not the one the plan expected: a user may have swapped a
          * file for a directory since Python looked, and the path must be hidden anyway.
@@ -666,19 +675,10 @@ static void op_devpts(const struct plan_op *op)
  * missing path, or one that is not a directory, holds no mask: skipped. */
 static void op_pin(const struct plan_op *op)
 {
-        _cleanup_close_ int target = sys_openat2(AT_FDCWD, op->path,
-                                                 O_PATH | O_NOFOLLOW | O_CLOEXEC, 0,
-                                                 RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
         struct stat st;
+        _cleanup_close_ int target = open_optional(op->path, "pin", &st);
 
-        if (target < 0) {
-                if (errno == ENOENT || errno == ENOTDIR)
-                        return;
-                die_errno("open pin target %s", op->path);
-        }
-        if (fstat(target, &st) < 0)
-                die_errno("stat pin target %s", op->path);
-        if (!S_ISDIR(st.st_mode))
+        if (target < 0 || !S_ISDIR(st.st_mode))
                 return;
         _cleanup_close_ int tree = sys_open_tree(target, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC |
                                                  AT_RECURSIVE | AT_EMPTY_PATH);

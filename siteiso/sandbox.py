@@ -26,6 +26,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from siteiso.service.layout import DEBIAN
+
 OVERLAID = ("/etc", "/var", "/run", "/home", "/opt")
 SBX = "/mnt"  # the tmpfs holding the overlays' upper layers, inside the sandbox
 CG_PRIVATE = "/mnt/cgroup2"
@@ -354,9 +356,10 @@ VHOST = """<VirtualHost *:80>
 """
 
 
-# The module this siteiso was built with (setup.py), as `siteiso install`
-# would put it in place.
-MOD_SITEISO = Path(__file__).resolve().parent / "_bin" / "mod_siteiso.so"
+# The installed module (`siteiso install` puts it in Apache's module
+# directory): the product under test, and visible in the sandbox, whose
+# /tmp (where a checkout's test venv may live) is private.
+MOD_SITEISO = Path(DEBIAN.apache_module)
 
 
 def start_apache(sbx: Sandbox, sites: dict[str, tuple[str, str]],
@@ -373,8 +376,8 @@ def start_apache(sbx: Sandbox, sites: dict[str, tuple[str, str]],
            " && echo 'ServerName localhost' > /etc/apache2/conf-enabled/name.conf")
     if siteiso_module:
         if not MOD_SITEISO.is_file():
-            raise RuntimeError(f"{MOD_SITEISO} is missing: siteiso was built "
-                               "without apxs (apache2-dev)")
+            raise RuntimeError(f"{MOD_SITEISO} is missing: siteiso is not installed, "
+                               "or was built without apxs (apache2-dev)")
         sbx.write("/etc/apache2/mods-available/siteiso.load",
                   f"LoadModule siteiso_module {MOD_SITEISO}\n")
         sbx.sh("a2enmod -q siteiso >/dev/null")
