@@ -30,9 +30,9 @@ def _include_checks() -> list[str]:
     lines = []
     for site in st.sites.values():
         for name in site.names:
-            inc = lay.include_for(site.owner, name)
-            state = "ok     " if inc in dump else "MISSING"
-            lines.append(f"{state} web-include   {name}: {inc}")
+            for inc in lay.includes_for(site.owner, name):
+                state = "ok     " if inc in dump else "MISSING"
+                lines.append(f"{state} web-include   {name}: {inc}")
     return lines
 
 

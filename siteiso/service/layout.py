@@ -41,11 +41,15 @@ class Layout:
     def apache_module(self) -> str:
         return f"{self.apache_module_dir}/mod_siteiso.so"
 
-    def include_for(self, user: str, domain: str) -> str:
+    def includes_for(self, user: str, domain: str) -> tuple[str, ...]:
+        """Where the domain's vhost includes siteiso's file from: on cPanel
+        the HTTP (std) and the HTTPS (ssl) vhost each have their own include
+        directory, and a site isolated over HTTP only would still be served
+        outside its view over HTTPS."""
         if self.name == "cpanel":
-            return (f"{self.include_dir}/std/2_4/{user}/{domain}/"
-                    "siteiso.conf")
-        return f"{self.include_dir}/{domain}.conf"
+            return tuple(f"{self.include_dir}/{kind}/2_4/{user}/{domain}/siteiso.conf"
+                         for kind in ("std", "ssl"))
+        return (f"{self.include_dir}/{domain}.conf",)
 
 
 # php-fpm main files and pool directories: Debian/Ubuntu, EL and Remi's

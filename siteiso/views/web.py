@@ -48,13 +48,13 @@ def converge_sites(acct: Account, sites: list[SiteInput], cfg: Config,
             stop.append((s.token, False))  # the handler was switched away from FPM
         wanted = set()
         for name in s.names:
-            path = lay.include_for(acct.name, name)
-            wanted.add(path)
             text = apache.include_text(acct, s.token, s.docroot, cfg.handler,
                                        docroots, lay,
                                        fpm_socket=fpm.socket_path(s.token),
                                        configured=s.configured)
-            changed |= apache.write_include(path, text)
+            for path in lay.includes_for(acct.name, name):
+                wanted.add(path)
+                changed |= apache.write_include(path, text)
         for stale in _recorded(acct.uid, s.token) - wanted:
             changed |= apache.remove_include(stale)
         with open(_record(acct.uid, s.token), "w", encoding="utf-8") as f:
