@@ -85,6 +85,8 @@ class Demo:
         self.run("cagefsctl --site-isolation-enable a.example", expect_ok=False)
         self.run("cagefsctl --site-isolation-allow john")
         self.run("cagefsctl --site-isolation-enable jane.example", expect_ok=False)
+        self.say("Allowing one user started the 'deny_all' mode (only allowed users). "
+                 "The other mode, 'allow_all', allows everyone but the users denied:")
         self.run("cagefsctl --site-isolation-toggle-mode")
         self.run("cagefsctl --site-isolation-deny jane")
         self.run("cagefsctl --site-isolation-enable a.example b.example shop.a.example")
