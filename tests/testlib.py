@@ -135,3 +135,13 @@ def daemon_pid(sbx):
 def stop_daemon(sbx, proc):
     sbx.run(["kill", str(daemon_pid(sbx))])
     proc.wait(timeout=30)
+
+
+def run_handler(sbx, token, docroot, script, *argv, user="john"):
+    """What suexec runs for a request (the CGI chain: Action + ScriptAlias):
+    the entry in handler mode with the request's environment."""
+    return sbx.run(["/usr/libexec/siteiso/siteiso-enter", "handler", token, *argv],
+                   user=user, check=False,
+                   env={"DOCUMENT_ROOT": docroot, "REDIRECT_STATUS": "200",
+                        "SCRIPT_FILENAME": f"{docroot}/index.php",
+                        "PATH_TRANSLATED": script})

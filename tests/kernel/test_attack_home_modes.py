@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 from test_attack_site_escape import A, B, in_site, isolate
+from testlib import run_handler
 
 pytestmark = pytest.mark.kernel
 
@@ -48,15 +49,6 @@ def _token(sbx, domain):
     return next(t for t, s in st["sites"].items() if domain in s["names"])
 
 
-def _handler(sbx, token, docroot, script, *argv):
-    """What suexec runs for a request (the CGI chain: Action + ScriptAlias)."""
-    return sbx.run(["/usr/libexec/siteiso/siteiso-enter", "handler", token, *argv],
-                   user="john", check=False,
-                   env={"DOCUMENT_ROOT": docroot, "REDIRECT_STATUS": "200",
-                        "SCRIPT_FILENAME": f"{docroot}/index.php",
-                        "PATH_TRANSLATED": script})
-
-
 def test_shared_home_site_cannot_repoint_a_siblings_docroot_alias(server):
     """home = shared; the panel names blog.example.org's docroot by a symlink
     in an ordinary directory of the home (~/www/blog -> ~/sites/blog). The
@@ -83,11 +75,11 @@ def test_shared_home_site_cannot_repoint_a_siblings_docroot_alias(server):
     # The alias runs through a link in a directory sites can write: it is not
     # recorded, and the entry refuses it (fails closed) — the resolved
     # docroot keeps working.
-    ok = _handler(server, b, "/home/john/www/blog", "/home/john/www/blog/index.php",
+    ok = run_handler(server, b, "/home/john/www/blog", "/home/john/www/blog/index.php",
                   "php-cgi", "-q")
     assert ok.returncode != 0 and "is not its docroot" in ok.stderr, ok.stderr
-    ok = _handler(server, b, "/home/john/sites/blog", "/home/john/sites/blog/index.php",
-                  "php-cgi", "-q")
+    ok = run_handler(server, b, "/home/john/sites/blog",
+                     "/home/john/sites/blog/index.php", "php-cgi", "-q")
     assert ok.stdout == "blog", (ok.stdout, ok.stderr)
     # Site A, inside its own view, plants its script and re-points the link.
     r = in_site(server, A, "mkdir -p /home/john/www/evil && printf '%s' "
@@ -96,7 +88,7 @@ def test_shared_home_site_cannot_repoint_a_siblings_docroot_alias(server):
                 " > /home/john/www/evil/x.php && ln -sfn /home/john/www/evil"
                 " /home/john/www/blog && echo repointed")
     repointed = "repointed" in r.stdout
-    r = _handler(server, b, "/home/john/www/blog", "/home/john/www/blog/x.php",
+    r = run_handler(server, b, "/home/john/www/blog", "/home/john/www/blog/x.php",
                  "php-cgi", "-q")
     # (In shared mode the link is a shared file: re-pointing it is allowed.)
     assert "secret-of-blog" not in r.stdout, (repointed, r.stdout, r.stderr)

@@ -16,6 +16,7 @@ import re
 from urllib.parse import urlencode
 
 import pytest
+from testlib import run_handler
 
 from siteiso.sandbox import curl, start_apache
 
@@ -252,15 +253,6 @@ def test_symlinked_docroot_still_runs_php_in_its_view(sandbox):
     assert '<Directory "/home/john/blog">' in include, include
 
 
-def _handler(sbx, token, docroot, script, *argv):
-    """What suexec runs for a request (the CGI chain: Action + ScriptAlias)."""
-    return sbx.run(["/usr/libexec/siteiso/siteiso-enter", "handler", token, *argv],
-                   user="john", check=False,
-                   env={"DOCUMENT_ROOT": docroot, "REDIRECT_STATUS": "200",
-                        "SCRIPT_FILENAME": f"{docroot}/index.php",
-                        "PATH_TRANSLATED": script})
-
-
 def test_symlinked_docroot_runs_php_in_its_view_under_its_configured_path(sandbox):
     """The web server names b.example's docroot by its symlink (~/blog ->
     ~/sites/blog). The index records both paths: the entry accepts either
@@ -278,7 +270,7 @@ def test_symlinked_docroot_runs_php_in_its_view_under_its_configured_path(sandbo
                                         "/home/john/blog"]
                for line in index.splitlines()), index
     for root in ("/home/john/blog", "/home/john/sites/blog"):
-        r = _handler(sandbox, b_token, root, f"{root}/index.php", "php-cgi", "-q")
+        r = run_handler(sandbox, b_token, root, f"{root}/index.php", "php-cgi", "-q")
         assert (r.returncode, r.stdout) == (0, "hello from b.example"), (root, r.stderr)
     # In the view the configured path leads to the docroot; the sibling's
     # files do not exist.
@@ -292,16 +284,16 @@ def test_symlinked_docroot_runs_php_in_its_view_under_its_configured_path(sandbo
            ("/home/john/blog", "/home/john/blog/../public_html/index.php"),
            ("/home/john", "/home/john/blog/index.php")]
     for root, script in bad:
-        r = _handler(sandbox, b_token, root, script, "cat", A_SECRET)
+        r = run_handler(sandbox, b_token, root, script, "cat", A_SECRET)
         assert r.returncode == 125 and "secret" not in r.stdout, (root, script, r)
     # The owner re-points the link at the sibling: the next rebuild drops the
     # path from the index (it no longer leads to this docroot): refused.
     sandbox.run(["ln", "-sfn", A_ROOT, "/home/john/blog"], user="john")
     assert sandbox.cagefsctl("--remount", "john").returncode == 0
-    r = _handler(sandbox, b_token, "/home/john/blog", "/home/john/blog/index.php",
+    r = run_handler(sandbox, b_token, "/home/john/blog", "/home/john/blog/index.php",
                  "cat", A_SECRET)
     assert r.returncode == 125 and "secret" not in r.stdout, r
-    r = _handler(sandbox, b_token, "/home/john/sites/blog",
+    r = run_handler(sandbox, b_token, "/home/john/sites/blog",
                  "/home/john/sites/blog/index.php", "php-cgi", "-q")
     assert r.stdout == "hello from b.example", r.stderr
 
@@ -317,7 +309,7 @@ def test_symlinked_docroot_through_a_siblings_tree_is_not_accepted(sandbox):
     enable(sandbox, A, B)
     st = json.loads(sandbox.read("/var/lib/siteiso/state.json"))
     b_token = next(t for t, s in st["sites"].items() if B in s["names"])
-    r = _handler(sandbox, b_token, f"{A_ROOT}/blog", f"{A_ROOT}/blog/index.php",
+    r = run_handler(sandbox, b_token, f"{A_ROOT}/blog", f"{A_ROOT}/blog/index.php",
                  "php-cgi", "-q")
     assert r.returncode == 125 and "hello" not in r.stdout, r
 
@@ -356,7 +348,7 @@ def test_htaccess_cannot_turn_options_back_on(web):
     assert "secret-of-b.example" not in body and code >= 400, (code, body)
 
 
-def test_htaccess_cannot_run_cgi_scripts_with_the_cgi_handler(web):
+def test_htaccess_cannot_run_cgi_scripts_with_the_cgirun_handler(web):
     script(web.sbx, f"{A_ROOT}/x.cgi",
            f"#!/bin/sh\necho Content-Type: text/plain\necho\ncat {B_SECRET}\n")
     htaccess(web.sbx, A_ROOT, "AddHandler cgi-script .cgi\n"
