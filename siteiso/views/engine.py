@@ -323,7 +323,8 @@ def start_holders(builds: list[Build]) -> list[Holder]:
     if errors:
         for pid, _ in results:
             if pid > 0:
-                _kill_new_holder(pid)
+                with contextlib.suppress(OSError):   # already failing: best effort
+                    _sigkill(pid)
         raise EngineError(errors[0])
     return [Holder(b.kind, b.token, pid, index.starttime(pid),
                    index.ns_inode(pid, "pid"), index.ns_inode(pid, "mnt"),
@@ -331,13 +332,19 @@ def start_holders(builds: list[Build]) -> list[Holder]:
             for b, (pid, _) in zip(builds, results, strict=True)]
 
 
-def _kill_new_holder(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, OSError):
+def _sigkill(pid: int) -> bool:
+    """SIGKILL a holder through a pidfd; False when it is already gone."""
+    try:
         fd = os.pidfd_open(pid)
-        try:
-            signal.pidfd_send_signal(fd, signal.SIGKILL)
-        finally:
-            os.close(fd)
+    except ProcessLookupError:
+        return False
+    try:
+        signal.pidfd_send_signal(fd, signal.SIGKILL)
+        return True
+    except ProcessLookupError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def _plan_file(uid: int, token: str) -> str:
@@ -609,15 +616,10 @@ def _reap_unindexed(user_cg: str, indexed: set[int]) -> None:
         try:
             if os.stat(f"/proc/{pid}").st_uid != 0:
                 continue
-            fd = os.pidfd_open(pid)
-        except (FileNotFoundError, ProcessLookupError):
+        except FileNotFoundError:
             continue
-        try:
-            with contextlib.suppress(ProcessLookupError):
-                signal.pidfd_send_signal(fd, signal.SIGKILL)
-                log.info("ended holder %d that no index named", pid)
-        finally:
-            os.close(fd)
+        if _sigkill(pid):
+            log.info("ended holder %d that no index named", pid)
 
 
 def _fields(h: Holder) -> tuple[str, int, int, int, int, str, str, str,
