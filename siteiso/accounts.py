@@ -6,7 +6,7 @@ import pwd
 from dataclasses import dataclass
 
 from siteiso.config import Config
-from siteiso.errors import NotHostingAccount, UserNotFound
+from siteiso.errors import NotHostingAccount, SiteisoError, UserNotFound
 from siteiso.names import validate_username
 
 
@@ -27,6 +27,16 @@ def lookup(name: str, cfg: Config) -> Account:
     if pw.pw_uid < cfg.min_uid:
         raise NotHostingAccount(name)
     return Account(pw.pw_name, pw.pw_uid, pw.pw_gid, pw.pw_dir.rstrip("/") or "/")
+
+
+def lookup_uid(uid: int, cfg: Config) -> Account:
+    """The hosting account of a uid (a caller of siteisod), checked as
+    lookup() checks a name."""
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        raise SiteisoError(f"uid {uid} has no user name") from None
+    return lookup(name, cfg)
 
 
 def uid_order(names: list[str]) -> list[str]:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import pwd
 import sys
 
 from siteiso import accounts, config, panels
@@ -161,12 +160,8 @@ def perform_for_uid(uid: int, argv: list[str]) -> dict[str, object]:
     """siteisod's side of a user's selectorctl: the caller's own account only."""
     try:
         args = parse(argv)
-        try:
-            name = pwd.getpwuid(uid).pw_name
-        except KeyError:
-            raise SiteisoError(f"uid {uid} has no user name") from None
         cfg = config.load()
-        acct = accounts.lookup(name, cfg)
+        acct = accounts.lookup_uid(uid, cfg)
         if args.user is not None and args.user != acct.name:
             raise SiteisoError(f"You can manage only your own domains (user "
                                f"{acct.name}), not those of {args.user}")

@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 from siteiso import paths
 from siteiso.commands.common import require_root
 from siteiso.errors import SiteisoError
-from siteiso.service import cron
+from siteiso.service import cron, fpm
 from siteiso.service.monitor import (
     CRON_PREFIX,
     EVERYONE,
@@ -258,12 +258,8 @@ def perform(uid: int, command: str, domains: list[str]) -> dict[str, object]:
     from siteiso.state import load, locked
 
     try:
-        try:
-            name = pwd.getpwuid(uid).pw_name
-        except KeyError:
-            raise SiteisoError(f"uid {uid} has no user name") from None
         cfg = config.load()
-        acct = accounts.lookup(name, cfg)
+        acct = accounts.lookup_uid(uid, cfg)
         with locked():
             st = load()
             if not st.flag:
@@ -672,8 +668,10 @@ class Daemon:
             self.pool.submit(_ensure_cron_shells, crontabs).add_done_callback(
                 _log_failure)
         if FPM_CHANGED in users or STATE_CHANGED in users:
-            if FPM_CHANGED in users:
-                self._rewatch()     # the directory may have just been made
+            with self.watch_lock:
+                made = fpm.FPM_DIR not in self.docroots.watched
+            if FPM_CHANGED in users and made:
+                self._rewatch()     # the directory has just been made
             self._rescan_fpm()
         for user in users - {CRON_PREFIX + c for c in crontabs} - {FPM_CHANGED}:
             self.pending.setdefault(user, due)

@@ -86,6 +86,7 @@ class DocrootWatch:
             raise SiteisoError(f"inotify_init1: {os.strerror(ctypes.get_errno())}")
         # wd → (users, names that matter in that directory or None for all)
         self._wds: dict[int, tuple[set[str], set[str] | None]] = {}
+        self.watched: set[str] = set()      # the directories watched now
 
     def close(self) -> None:
         os.close(self.fd)
@@ -141,10 +142,12 @@ class DocrootWatch:
         for wd in list(self._wds):
             self._libc.inotify_rm_watch(self.fd, wd)   # may be gone: fine
         self._wds.clear()
+        self.watched.clear()
         for path, (users, names, mask) in wanted.items():
             wd = self._add(path, mask)
             if wd >= 0:
                 self._wds[wd] = (users, names)
+                self.watched.add(path)
 
     def on_event(self) -> set[str]:
         """Users whose views may need regenerating ({"*"}: everyone)."""
