@@ -21,7 +21,6 @@ from siteiso.errors import (
     NotAllowed,
     NotEnabled,
     SiteisoError,
-    UsageError,
 )
 from siteiso.names import normalize_domain
 from siteiso.service import php
@@ -105,8 +104,9 @@ class Admin:
         return "Website isolation was allowed for all users."
 
     def deny_all(self, st: State) -> str:
-        if st.flag:
-            st.sites.clear()
+        # Every site is disabled; like disable, it keeps their PHP settings.
+        for site in list(st.sites.values()):
+            self._drop_site(st, site)
         st.allowed = []
         st.mode = "deny_all"
         st.flag = False
@@ -293,7 +293,10 @@ def main(argv: list[str] | None = None) -> int:
     # Flags may follow a list of names (`--site-isolation-list john --json`
     # and `--site-isolation-list --json john` are the same request).
     flags = [a for a in argv if a in ("--json", "--debug")]
-    args = build_parser().parse_args(flags + [a for a in argv if a not in flags])
+    parser = build_parser()
+    args = parser.parse_args(flags + [a for a in argv if a not in flags])
+    if args.json and args.site_isolation_list is None:
+        parser.error("--json is only for --site-isolation-list")
     setup_logging(args.debug)
 
     def body() -> int:
@@ -305,8 +308,6 @@ def main(argv: list[str] | None = None) -> int:
                 st = load()
                 print(admin.list_text(st, args.site_isolation_list, args.json))
             return 0
-        if args.json:
-            raise UsageError("--json is only for --site-isolation-list")
         with locked():
             st = load()
             users: list[str] | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from testlib import fails, ok, state
+from testlib import ALLOWED, DOMAINS, fails, ok, state
 
 pytestmark = pytest.mark.kernel
 
@@ -248,3 +248,121 @@ def test_list_regenerate_remount_work_in_every_state(server, start):
     ok(server, "--site-isolation-regenerate", "john")
     ok(server, "--remount", "john")
     ok(server, "--remount-all")
+
+
+def test_allow_user_in_deny_all_adds_to_allowed(server):
+    ok(server, "--site-isolation-allow", "john")
+    ok(server, "--site-isolation-allow", "jane")
+    s = state(server)
+    assert s["flag"] and s["deny_all"] and s["allowed"] == ["jane", "john"]
+    ok(server, "--site-isolation-enable", "example.com", "jane.example.net")
+
+
+def test_enable_in_deny_all_needs_the_owner_allowed(server):
+    ok(server, "--site-isolation-allow", "john")
+    assert fails(server, "--site-isolation-enable", "jane.example.net") == \
+        "Website isolation is not allowed for user jane"
+    ok(server, "--site-isolation-enable", "example.com")
+
+
+@pytest.mark.parametrize("start", ["not-initialized", "flag-present-deny-all"])
+def test_deny_all_clears_the_allowed_list(server, start):
+    if start == "flag-present-deny-all":
+        ok(server, "--site-isolation-allow", "john", "jane")
+        ok(server, "--site-isolation-enable", "example.com")
+    else:
+        # An allowed list left by CageFS tooling, no mode yet.
+        server.run(["mkdir", "-p", ALLOWED])
+        server.run(["touch", f"{ALLOWED}/john"])
+    ok(server, "--site-isolation-deny-all")
+    s = state(server)
+    assert (s["flag"], s["allow_all"], s["deny_all"], s["allowed"]) == \
+        (False, False, True, [])
+    assert ok(server, "--site-isolation-list") == \
+        "No users with enabled Website isolation\n"
+    # And the next allow starts from there: only the user named.
+    ok(server, "--site-isolation-allow", "jane")
+    assert state(server)["allowed"] == ["jane"]
+
+
+def test_json_is_only_for_list(server):
+    before = state(server)
+    r = server.cagefsctl("--site-isolation-allow-all", "--json")
+    assert r.returncode == 2
+    assert "usage:" in r.stderr and "--json is only for" in r.stderr
+    assert r.stdout == ""
+    assert state(server) == before
+
+
+# ---- owners and names --------------------------------------------------------
+
+@pytest.mark.parametrize("owner, error", [
+    ("ghost", "User ghost does not exist"),
+    ("sysacct", "User sysacct is not a hosting account"),
+])
+def test_enable_needs_the_owner_to_be_a_hosting_account(server, owner, error):
+    server.set_domains({**DOMAINS, "odd.example": (owner, f"/home/{owner}/www")})
+    ok(server, "--site-isolation-allow-all")
+    before = server.read("/var/lib/siteiso/state.json")
+    assert fails(server, "--site-isolation-enable", "example.com", "odd.example") \
+        == error
+    assert server.read("/var/lib/siteiso/state.json") == before
+
+
+def test_idn_names_are_shown_as_a_labels(server):
+    server.set_domains({**DOMAINS,
+                        "xn--bcher-kva.example": ("john", "/home/john/blog")})
+    ok(server, "--site-isolation-allow-all")
+    assert ok(server, "--site-isolation-enable", "BÜCHER.example.",
+              "bücher.example") == \
+        "Website isolation was enabled for domain(s),\nxn--bcher-kva.example\n"
+    assert ok(server, "--site-isolation-list", "john") == (
+        "Domains with enabled website isolation for user john:\n"
+        "xn--bcher-kva.example\n")
+    # The entry (static C, no IDNA) takes the name as list prints it.
+    r = server.run(["cagefs_enter_site", "XN--BCHER-KVA.example.", "true"],
+                   user="john", check=False)
+    assert r.returncode == 0, r.stderr
+    assert ok(server, "--site-isolation-disable", "Bücher.Example") == \
+        "Website isolation was disabled for domain(s),\nxn--bcher-kva.example\n"
+
+
+def test_list_skips_users_without_sites(server):
+    ok(server, "--site-isolation-allow-all")
+    ok(server, "--site-isolation-enable", "blog.example.org")
+    assert ok(server, "--site-isolation-list", "jane", "john") == (
+        "Domains with enabled website isolation for user john:\nblog.example.org\n")
+    assert ok(server, "--site-isolation-list", "jane") == \
+        "No users with enabled Website isolation\n"
+    assert json.loads(ok(server, "--site-isolation-list", "jane", "--json")) == \
+        {"users": {}}
+
+
+@pytest.mark.parametrize("args, error", [
+    (["--site-isolation-deny", "jane", "nosuch"], "User nosuch does not exist"),
+    (["--site-isolation-deny", "john", "sysacct"],
+     "User sysacct is not a hosting account"),
+    (["--site-isolation-allow", "jane", "bad/name"], None),
+    (["--site-isolation-enable", "jane.example.net", "nosuch.example"],
+     "Please specify existing domain name and try again"),
+    (["--site-isolation-disable", "example.com", "nosuch.example"],
+     "Please specify existing domain name and try again"),
+    (["--site-isolation-disable", "example.com", "a..b"], None),
+    (["--site-isolation-regenerate", "john", "nosuch"], "User nosuch does not exist"),
+    (["--remount", "john", "sysacct"], "User sysacct is not a hosting account"),
+    (["--site-isolation-list", "john", "nosuch"], "User nosuch does not exist"),
+])
+def test_every_name_is_checked_before_any_change(server, args, error):
+    ok(server, "--site-isolation-allow-all")
+    ok(server, "--site-isolation-enable", "example.com")
+    before = (state(server), server.read("/var/lib/siteiso/state.json"))
+    r = server.cagefsctl(*args)
+    assert r.returncode == 1 and r.stdout == ""
+    if error is None:
+        assert r.stderr.startswith("invalid "), r.stderr
+    else:
+        assert r.stderr.strip() == error
+    assert (state(server), server.read("/var/lib/siteiso/state.json")) == before
+    enter = server.run(["cagefs_enter_site", "example.com", "true"], user="john",
+                       check=False)
+    assert enter.returncode == 0, enter.stderr

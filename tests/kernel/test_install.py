@@ -9,7 +9,12 @@ pytestmark = pytest.mark.kernel
 PLACES = ["/usr/local/sbin/cagefsctl", "/usr/local/sbin/siteiso",
           "/usr/local/bin/cagefsctl-user", "/usr/local/bin/selectorctl",
           "/usr/local/bin/cagefs_enter_site", "/usr/libexec/siteiso/siteiso-enter",
-          "/usr/libexec/siteiso/siteiso-holder", "/opt/siteiso/venv/bin/python"]
+          "/usr/libexec/siteiso/siteiso-holder", "/opt/siteiso/venv/bin/python",
+          "/etc/systemd/system/siteiso.slice", "/etc/systemd/system/siteisod.service",
+          "/etc/systemd/system/siteiso-views.service",
+          "/usr/lib/apache2/modules/mod_siteiso.so",
+          "/etc/apache2/mods-available/siteiso.load",
+          "/etc/apache2/mods-enabled/siteiso.load"]
 
 
 def test_uninstall_then_install():

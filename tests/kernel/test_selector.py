@@ -122,16 +122,30 @@ def test_extensions_change_in_one_site_only(php_server):
     assert r.returncode != 0
 
 
-def test_settings_are_kept_across_disable_and_enable(php_server):
+# Each way a site loses isolation, and how it is allowed again.
+LOSSES = {
+    "disable": ([["--site-isolation-disable", A]], []),
+    "deny-user": ([["--site-isolation-deny", "john"]],
+                  [["--site-isolation-allow", "john"]]),
+    "deny-all": ([["--site-isolation-deny-all"]], [["--site-isolation-allow-all"]]),
+}
+
+
+@pytest.mark.parametrize("loss", list(LOSSES))
+def test_settings_are_kept_across_disable_and_enable(php_server, loss):
     sbx = php_server
     ok(sbx, "--site-isolation-enable", A)
     root_ok(sbx, "--set-user-current=8.1", "--domain", A, "--user", "john")
     root_ok(sbx, "--enable-user-extensions=xml", "--version", "8.1", "--domain", A,
             "--user", "john")
     before = settings(sbx, A)
-    ok(sbx, "--site-isolation-disable", A)
+    lose, allow_again = LOSSES[loss]
+    for args in lose:
+        ok(sbx, *args)
     kept = json.loads(sbx.read("/var/lib/siteiso/state.json"))["php_kept"][A]
     assert kept == before
+    for args in allow_again:
+        ok(sbx, *args)
     ok(sbx, "--site-isolation-enable", A)
     assert settings(sbx, A) == before
     assert root_ok(sbx, "--user-current", "--domain", A, "--user", "john") == \
