@@ -65,7 +65,7 @@ from siteiso.service.monitor import (
     MountWatch,
 )
 from siteiso.service.supervise import FpmSupervisor
-from siteiso.state import load, locked
+from siteiso.state import ensure_lib, load, locked
 from siteiso.views import index
 
 log = logging.getLogger("siteiso.daemon")
@@ -404,6 +404,10 @@ class Daemon:
         self.sel.register(self.mounts.fd, selectors.EVENT_READ, self._on_mounts)
         self.sel.register(self.docroots.fd, selectors.EVENT_READ, self._on_docroots)
         self._on_flag(0)
+        # The state's directory is watched for every command's change: on a
+        # server where no command has run yet it must exist first, or sites
+        # enabled later would go unwatched until a restart.
+        ensure_lib()
         self._rewatch()
         self._rescan_fpm()
         try:

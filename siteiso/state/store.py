@@ -106,14 +106,15 @@ class State:
                    php_kept=dict(doc.get("php_kept", {})))
 
 
-def _ensure_lib() -> None:
+def ensure_lib() -> None:
+    """/var/lib/siteiso, root's only (siteisod watches the state in it)."""
     os.makedirs(paths.LIB, mode=0o700, exist_ok=True)
 
 
 @contextlib.contextmanager
 def locked() -> Iterator[None]:
     """The one lock every state change is made under."""
-    _ensure_lib()
+    ensure_lib()
     fd = os.open(paths.LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
                  0o600)
     try:
@@ -156,7 +157,7 @@ def _list_dir(path: str) -> list[str]:
 
 def save(st: State) -> None:
     """Atomically replace the recorded state (caller holds the lock)."""
-    _ensure_lib()
+    ensure_lib()
     tmp = f"{paths.STATE}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
                  | os.O_NOFOLLOW, 0o600)

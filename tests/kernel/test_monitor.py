@@ -20,11 +20,19 @@ def wait_for(check, timeout=10.0):
     return check()
 
 
-@pytest.fixture
-def daemon(server):
-    ok(server, "--site-isolation-allow-all")
+@pytest.fixture(params=["started-after-allow-all", "started-on-a-fresh-server"])
+def daemon(server, request):
+    """siteisod after allow-all, or first of all (as the README's first steps
+    order it: no command has run yet, /var/lib/siteiso does not exist)."""
+    fresh = request.param == "started-on-a-fresh-server"
+    if fresh:
+        assert not server.exists("/var/lib/siteiso")
+    else:
+        ok(server, "--site-isolation-allow-all")
     p = server.popen(["siteiso", "daemon"])
     assert wait_for(lambda: server.exists("/run/siteiso/siteisod.pid"))
+    if fresh:
+        ok(server, "--site-isolation-allow-all")
     yield server
     p.terminate()
     p.wait(timeout=30)
