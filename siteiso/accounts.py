@@ -9,6 +9,9 @@ from siteiso.config import Config
 from siteiso.errors import NotHostingAccount, SiteisoError, UserNotFound
 from siteiso.names import validate_username
 
+# The kernel's overflow uid ("nobody"): above min_uid, never a hosting account.
+NOBODY_UID = 65534
+
 
 @dataclass(frozen=True)
 class Account:
@@ -18,13 +21,17 @@ class Account:
     home: str
 
 
+def _hosting_uid(uid: int, cfg: Config) -> bool:
+    return uid >= cfg.min_uid and uid != NOBODY_UID
+
+
 def lookup(name: str, cfg: Config) -> Account:
     name = validate_username(name)
     try:
         pw = pwd.getpwnam(name)
     except KeyError:
         raise UserNotFound(name) from None
-    if pw.pw_uid < cfg.min_uid:
+    if not _hosting_uid(pw.pw_uid, cfg):
         raise NotHostingAccount(name)
     return Account(pw.pw_name, pw.pw_uid, pw.pw_gid, pw.pw_dir.rstrip("/") or "/")
 
@@ -51,5 +58,5 @@ def uid_order(names: list[str]) -> list[str]:
 def hosting_accounts(cfg: Config) -> list[Account]:
     """Every hosting account on the server, by uid."""
     out = [Account(p.pw_name, p.pw_uid, p.pw_gid, p.pw_dir.rstrip("/") or "/")
-           for p in pwd.getpwall() if p.pw_uid >= cfg.min_uid and p.pw_uid != 65534]
+           for p in pwd.getpwall() if _hosting_uid(p.pw_uid, cfg)]
     return sorted(out, key=lambda a: a.uid)

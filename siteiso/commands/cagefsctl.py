@@ -9,15 +9,23 @@ views, processes) from it.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import secrets
 import sys
 from collections.abc import Iterable
 
 from siteiso import accounts, config, panels, platform
-from siteiso.commands.common import log, require_root, run_main, setup_logging
+from siteiso.commands.common import (
+    Parser,
+    log,
+    require_root,
+    run_main,
+    setup_logging,
+)
 from siteiso.errors import (
     DomainNotFound,
+    EngineError,
     NotAllowed,
     NotEnabled,
     SiteisoError,
@@ -47,15 +55,9 @@ ACTIONS = (
 )
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.print_usage(sys.stderr)
-        print(f"{self.prog}: error: {message}", file=sys.stderr)
-        sys.exit(2)
-
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="cagefsctl", description="siteiso website isolation (admin)")
+    p = Parser(prog="cagefsctl", description="siteiso website isolation (admin)")
     group = p.add_mutually_exclusive_group(required=True)
     for flag, nargs, text in ACTIONS:
         metavar = "DOMAIN" if "able" in flag and "allow" not in flag else "USER"
@@ -277,15 +279,39 @@ def _report_links(st: State, cfg: config.Config, users: list[str]) -> None:
 
 
 def commit(st: State, cfg: config.Config, users: list[str] | None = None,
-           rebuild: bool = False) -> None:
+           rebuild: bool = False, before: State | None = None,
+           gate: bool = False) -> list[str]:
     """Save a changed state, then re-drive its side effects (lock held).
 
-    cagefsctl and siteisod (for cagefsctl-user) change state only through here.
+    users: the users whose views the change is about (None: every user's);
+    their views are converged, and so are leftover views of users without
+    sites. A failure in the views of a user the change is about is the
+    command's error; with `before` (the state the command started from) the
+    change is undone first: `before` is recorded and converged again, so an
+    error leaves nothing changed. Failures in other users' views, and every
+    failure of a gate change (`gate`: the mode and user lists, which change
+    no view), are returned as warnings: one account's home never fails a
+    command that is not about it.
+
+    cagefsctl, its hooks, selectorctl and siteisod change state only here.
     """
     save(st)
     mirrors.apply(st)
-    engine.converge(st, cfg, users=users, rebuild=rebuild)
+    failures = engine.converge(st, cfg, users=users, rebuild=rebuild)
+    about = set(failures) if users is None else set(users)
+    errors = {} if gate else {u: m for u, m in failures.items() if u in about}
+    warnings = [f"user {u}: {m}" for u, m in failures.items() if u not in errors]
+    if errors and before is not None and before.to_json() != st.to_json():
+        save(before)
+        mirrors.apply(before)
+        for u, m in engine.converge(before, cfg, users=users).items():
+            log.warning("undoing the change: user %s: %s", u, m)
+        log.info("change undone: views of %s could not be built",
+                 ", ".join(sorted(errors)))
+    if errors:
+        raise EngineError("\n".join(f"user {u}: {m}" for u, m in errors.items()))
     fault("views-converged")
+    return warnings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -310,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         with locked():
             st = load()
+            before = copy.deepcopy(st)
             users: list[str] | None = None
             rebuild = False
             if args.site_isolation_allow_all:
@@ -339,7 +366,10 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 rebuild = True
                 msg = "Remounted website isolation for all users."
-            commit(st, cfg, users=users, rebuild=rebuild)
+            gate = bool(args.site_isolation_allow_all or args.site_isolation_deny_all
+                        or args.site_isolation_allow or args.site_isolation_toggle_mode)
+            admin.warnings += commit(st, cfg, users=users, rebuild=rebuild,
+                                     before=before, gate=gate)
             if args.site_isolation_enable or args.site_isolation_regenerate:
                 _report_links(st, cfg, users or [])
             for line in admin.warnings:

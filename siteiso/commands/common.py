@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import logging.handlers
@@ -9,10 +10,26 @@ import os
 import sys
 import traceback
 from collections.abc import Callable
+from typing import Any, NoReturn
 
 from siteiso.errors import NotRoot, SiteisoError
 
 log = logging.getLogger("siteiso")
+
+
+class Parser(argparse.ArgumentParser):
+    """The command line parser of every siteiso command: options are never
+    abbreviated (`--site-isolation-deny-a` must not run deny-all), and a
+    wrong command line exits 2 with the usage."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        sys.exit(2)
 
 
 def setup_logging(debug: bool) -> None:
@@ -29,6 +46,11 @@ def setup_logging(debug: bool) -> None:
         h2 = logging.StreamHandler(sys.stderr)
         h2.setFormatter(logging.Formatter("debug: %(name)s: %(message)s"))
         log.addHandler(h2)
+    if not log.handlers:
+        # No syslog and no --debug: the log goes nowhere. Without a handler
+        # Python would print warnings on stderr, where panels read only the
+        # command's own messages (which say the same thing once).
+        log.addHandler(logging.NullHandler())
 
 
 def require_root() -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from typing import Any
 
 from siteiso import accounts, config
 from siteiso.commands.cagefsctl import Admin, commit
@@ -25,7 +26,7 @@ from siteiso.state import load, locked
 log = logging.getLogger("siteiso")
 
 
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(sub: argparse._SubParsersAction[Any]) -> None:
     hook = sub.add_parser("hook", help="panel hooks: renames, deletions, restores")
     hooks = hook.add_subparsers(dest="hook", required=True)
     dom = hooks.add_parser("post_modify_domain")

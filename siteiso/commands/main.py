@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from siteiso.commands.common import run_main, setup_logging
+from siteiso.commands.common import Parser, run_main, setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="siteiso", description="siteiso tools")
+    p = Parser(prog="siteiso", description="siteiso tools")
     p.add_argument("--debug", action="store_true")
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("install", help="put siteiso in its system places")

@@ -23,13 +23,15 @@ to stderr with exit status 1; a wrong command line exits 2.
 from __future__ import annotations
 
 import argparse
+import copy
 import logging
 import os
 import sys
+from typing import NoReturn
 
 from siteiso import accounts, config, panels
 from siteiso.accounts import Account
-from siteiso.commands.common import run_main, setup_logging
+from siteiso.commands.common import Parser, run_main, setup_logging
 from siteiso.errors import DomainNotFound, SiteisoError, UsageError
 from siteiso.names import normalize_domain
 from siteiso.service import php
@@ -41,8 +43,10 @@ ACTIONS = ("list", "user_current", "set_user_current", "list_user_extensions",
            "enable_user_extensions", "disable_user_extensions")
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
+class _Parser(Parser):
+    """Raises instead of exiting: siteisod parses a user's selectorctl too."""
+
+    def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: error: {message}")
 
 
@@ -149,8 +153,10 @@ def act(args: argparse.Namespace, acct: Account | None, cfg: config.Config,
         if new != site.php:
             # Imported here: cagefsctl imports the engine, which is heavy.
             from siteiso.commands.cagefsctl import commit
+            before = copy.deepcopy(st)
             site.php = new
-            commit(st, cfg, users=[acct.name])
+            for line in commit(st, cfg, users=[acct.name], before=before):
+                log.warning("%s", line)
             log.info("site %s of %s: PHP settings now %s (selectorctl)",
                      domain, acct.name, new)
         return _current_line(new, builds) if args.set_user_current else ""

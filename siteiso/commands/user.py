@@ -16,9 +16,9 @@ import argparse
 import json
 import os
 import socket
-import sys
 
 from siteiso import paths
+from siteiso.commands.common import Parser
 from siteiso.service.daemon import MAX_DOMAINS, MAX_REQUEST, SOCKET
 
 # Enabling ends the site's running PHP with a grace period and builds views:
@@ -27,17 +27,11 @@ ANSWER_TIMEOUT = 300.0
 MAX_ANSWER = 65536
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.print_usage(sys.stderr)
-        print(f"{self.prog}: error: {message}", file=sys.stderr)
-        sys.exit(2)
-
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="cagefsctl-user",
+    p = Parser(prog="cagefsctl-user",
                 description="website isolation of your own domains")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     for name, what in (("site-isolation-enable", "enable"),
                        ("site-isolation-disable", "disable")):
         sp = sub.add_parser(name, help=f"{what} isolation of your domains")

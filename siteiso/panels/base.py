@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from siteiso.errors import InvalidName
@@ -19,9 +19,9 @@ from siteiso.names import normalize_domain, quote, validate_path, validate_usern
 log = logging.getLogger("siteiso.panels")
 
 # "8.2", "7.4", "8.3.1": what selectorctl and the panels call a version.
-_VERSION = re.compile(r"\d{1,2}(?:\.\d{1,3}){1,2}\Z")
+_VERSION = re.compile(r"[0-9]{1,2}(?:\.[0-9]{1,3}){1,2}\Z")
 # "ea-php82", "alt-php74", "php81": the panels' names for a PHP build.
-_PHP_ID = re.compile(r"(?:[a-z]+-)?php(\d)(\d{1,2})\Z")
+_PHP_ID = re.compile(r"(?:[a-z]+-)?php([0-9])([0-9]{1,2})\Z")
 
 # Bound on the panel files siteiso reads whole (domains.json, userdata).
 MAX_FILE = 64 * 1024 * 1024
@@ -37,6 +37,9 @@ class DomainRecord:
     # The panel's PHP handler when it says (integration `php.handler`):
     # "lsapi", "fpm", "cgi"…; siteiso warns where it cannot isolate it.
     php_handler: str | None = None
+    # Did the panel spell the name in its canonical form? (Not data: two
+    # spellings of one name with the same data are the same record.)
+    canonical: bool = field(default=True, compare=False)
 
 
 @dataclass(frozen=True)
@@ -103,13 +106,15 @@ def make_record(
             raise InvalidName(f"invalid docroot {quote(docroot)}: not a string")
         if not isinstance(is_main, bool):
             raise InvalidName(f"is_main is {quote(is_main)}, not true or false")
+        canonical = normalize_domain(name)
         record = DomainRecord(
-            name=normalize_domain(name),
+            name=canonical,
             owner=validate_username(owner),
             docroot=validate_path(docroot, "docroot"),
             is_main=is_main,
             php_version=php_version,
             php_handler=php_handler,
+            canonical=canonical == name,
         )
     except InvalidName as e:
         log.warning("%s: skipping domain %s: %s", source, quote(name), e.message)
@@ -119,22 +124,26 @@ def make_record(
 
 def collect(source: str, records: Iterable[DomainRecord]) -> dict[str, DomainRecord]:
     """Records by name. A name given twice with different data is ambiguous
-    (which owner, which docroot?): it is dropped, not guessed."""
-    out: dict[str, DomainRecord] = {}
-    conflicting: set[str] = set()
+    (which owner, which docroot?) and is dropped, not guessed, unless exactly
+    one of them spells it canonically: a mapped spelling ("Ex\u00adample.com",
+    full-width letters) must not take away, or cancel, the record of the
+    name as the panel really gives it."""
+    groups: dict[str, list[DomainRecord]] = {}
     for record in records:
-        seen = out.get(record.name)
-        if seen is None:
-            if record.name not in conflicting:
-                out[record.name] = record
-        elif seen != record:
-            log.warning(
-                "%s: skipping domain %s: listed twice with different data",
-                source,
-                quote(record.name),
-            )
-            conflicting.add(record.name)
-            del out[record.name]
+        same = groups.setdefault(record.name, [])
+        if record not in same:
+            same.append(record)
+    out: dict[str, DomainRecord] = {}
+    for name, found in groups.items():
+        if len(found) > 1:
+            plain = [r for r in found if r.canonical]
+            log.warning("%s: domain %s is listed %d times with different data: %s",
+                        source, quote(name), len(found),
+                        "the canonical spelling is kept" if len(plain) == 1
+                        else "skipping it")
+            found = plain
+        if len(found) == 1:
+            out[name] = found[0]
     return out
 
 

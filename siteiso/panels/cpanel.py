@@ -32,6 +32,7 @@ from siteiso.panels.base import (
     make_record,
     php_version_of,
 )
+from siteiso.textfile import text_lines
 
 KINDS = ("main", "sub", "addon", "parked")
 # userdata files are a few hundred bytes; anything far larger is not one.
@@ -81,7 +82,7 @@ def parse_userdata(text: str) -> Userdata:
     data: Userdata = {}
     block: str | None = None
     block_indent: int | None = None
-    for raw in text.splitlines():
+    for raw in text_lines(text):
         stripped = raw.strip()
         if not stripped or stripped.startswith("#") or stripped == "---":
             continue
@@ -215,7 +216,7 @@ class CpanelPanel:
         if text is None:
             return self._entries_from_userdata(owner)
         entries = []
-        for lineno, line in enumerate(text.splitlines(), 1):
+        for lineno, line in enumerate(text_lines(text), 1):
             if not line.strip():
                 continue
             entry = self._index_entry(line, f"{self.userdatadomains}:{lineno}")
@@ -257,7 +258,7 @@ class CpanelPanel:
         if text is not None:
             candidates = [
                 line.partition(":")[2].strip()
-                for line in text.splitlines()
+                for line in text_lines(text)
                 if line.strip()
             ]
         else:

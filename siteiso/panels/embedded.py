@@ -60,6 +60,10 @@ class EmbeddedPanel:
             raise PanelError(f"cannot read {self.path}: not UTF-8 ({e})") from e
         except json.JSONDecodeError as e:
             raise PanelError(f"cannot read {self.path}: not valid JSON ({e})") from e
+        except RecursionError as e:
+            raise PanelError(f"cannot read {self.path}: JSON nested too deep") from e
+        except ValueError as e:      # a number of more digits than Python takes
+            raise PanelError(f"cannot read {self.path}: not valid JSON ({e})") from e
         try:
             return parse_domains_data(self.path, data)
         except TypeError as e:

@@ -271,6 +271,9 @@ class IntegrationPanel:
             ) from e
         except RecursionError as e:
             raise PanelError(f"{what} printed JSON nested too deep{failed}") from e
+        except ValueError as e:      # a number of more digits than Python takes
+            raise PanelError(f"{what} printed JSON siteiso cannot read ({e})"
+                             f"{failed}") from e
 
         if not isinstance(doc, dict) or not isinstance(doc.get("metadata"), dict):
             raise PanelError(f"{what} answered without a metadata object{failed}")

@@ -43,6 +43,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from siteiso.plan.sites import SiteInput, inside, site_paths
+from siteiso.textfile import text_lines
 
 CRON_SHELL = "/opt/siteiso/venv/bin/siteiso-cron-shell"
 ENTRY = "/usr/libexec/siteiso/siteiso-enter"
@@ -747,7 +748,7 @@ def _header_len(lines: list[str]) -> int:
 
 def fix_spool_text(text: str, isolated: bool, shell: str = CRON_SHELL) -> str:
     """The crontab with siteiso's lines present (isolated) or gone."""
-    lines = text.splitlines(keepends=True)
+    lines = text_lines(text, keepends=True)
     head = _header_len(lines)
     body: list[str] = []
     for line in lines[head:]:

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import copy
 import ctypes
 import errno
 import fcntl
@@ -262,6 +263,7 @@ def perform(uid: int, command: str, domains: list[str]) -> dict[str, object]:
         acct = accounts.lookup_uid(uid, cfg)
         with locked():
             st = load()
+            before = copy.deepcopy(st)
             if not st.flag:
                 raise NotEnabled()
             if not st.allowed_user(acct.name):
@@ -283,7 +285,10 @@ def perform(uid: int, command: str, domains: list[str]) -> dict[str, object]:
                     admin.enable(st, names)
                 else:
                     admin.disable(st, names)
-                commit(st, cfg)
+                # Only the caller's views: another account's home can
+                # neither fail this request nor appear in its answer.
+                for line in commit(st, cfg, users=[acct.name], before=before):
+                    log.warning("%s", line)
                 log.info("%s: %s %s (cagefsctl-user)", acct.name, command,
                          ",".join(names))
             enabled = sorted(n for s in st.sites_of(acct.name) for n in s.names)
@@ -736,7 +741,8 @@ class Daemon:
                     existing.append(name)
             if existing and (users - {STATE_CHANGED}):
                 Admin(cfg).regenerate(st, existing)
-                commit(st, cfg, users=existing)
+                for line in commit(st, cfg, users=existing):
+                    log.warning("%s", line)
                 log.info("siteisod: regenerated %s after a docroot or panel change",
                          ", ".join(existing))
         self._rewatch()

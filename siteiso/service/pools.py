@@ -23,6 +23,8 @@ import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from siteiso.textfile import text_lines
+
 MAX_FILE = 1 << 20
 # Where a site view needs its own content: a directory above one of these is
 # never covered, whatever a pool puts in it.
@@ -72,7 +74,7 @@ def parse(text: str, file: str) -> list[Pool]:
     that is not `key = value` is ignored (php-fpm would refuse the file, a
     reason to report it, not to crash)."""
     sections: list[tuple[str, dict[str, str]]] = []
-    for raw in text.splitlines():
+    for raw in text_lines(text):
         line = raw.strip()
         if not line or line.startswith(";"):
             continue

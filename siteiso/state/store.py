@@ -131,7 +131,7 @@ def load() -> State:
             return State.from_json(f.read())
     except FileNotFoundError:
         return _import_mirrors()
-    except (ValueError, TypeError, KeyError) as e:
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as e:
         raise SiteisoError(f"cannot read {paths.STATE}: {e} (restore it from a "
                            "backup or remove it to start over)") from e
 

@@ -36,6 +36,7 @@ from siteiso.plan.view import MTA_WRITABLE, Storage, listing_dirs
 from siteiso.procs import lifecycle
 from siteiso.service import cron, layout, php, pools
 from siteiso.state import Site, State, fault
+from siteiso.textfile import text_lines
 from siteiso.views import homes, index, web
 from siteiso.views.index import Holder
 
@@ -271,7 +272,7 @@ def _sites_d_paths(site: Site, acct: Account) -> list[str]:
     for name in site.names:
         try:
             with open(f"{paths.SITES_D}/{name}.conf", encoding="utf-8") as f:
-                lines = f.read().splitlines()
+                lines = text_lines(f.read())
         except FileNotFoundError:
             continue
         for line in lines:
@@ -408,9 +409,12 @@ def _hides(old_plan: str, new_plan: str) -> bool:
 
 
 def converge(st: State, cfg: Config, users: list[str] | None = None,
-             rebuild: bool = False) -> None:
+             rebuild: bool = False) -> dict[str, str]:
     """Make views, holders and the index match the recorded state, for the
-    given users (None: every user with sites or with an index)."""
+    given users (None: every user with sites or with an index), and for
+    every user whose views are leftovers. One user's failure never stops
+    another's converge: the failures are returned, user name (or uid) →
+    message, for the caller to judge."""
     index.ensure_run_dirs()
     targets: dict[int, str | None] = {}
     wanted = {s.owner for s in st.sites.values()} if users is None else set(users)
@@ -429,7 +433,7 @@ def converge(st: State, cfg: Config, users: list[str] | None = None,
             targets.setdefault(uid, None)
     # Per-domain PHP: ini dirs of sites no longer isolated go.
     php.prune(st.sites)
-    failures: list[str] = []
+    failures: dict[str, str] = {}
     host = HostFacts.read(cfg)
     # Two users in flight: while one user's views build (in C, without the
     # GIL), the next user's plans are made.
@@ -445,11 +449,10 @@ def converge(st: State, cfg: Config, users: list[str] | None = None,
         if in_flight is not None:
             _step(in_flight[1], in_flight[0], failures)
         in_flight = started
-    if failures:
-        raise EngineError("\n".join(failures))
+    return failures
 
 
-def _step(steps: Iterator[None], who: str, failures: list[str]) -> bool:
+def _step(steps: Iterator[None], who: str, failures: dict[str, str]) -> bool:
     """Run a user's converge to its next pause; False once it is over (done,
     or failed: one hostile home must not stop the others' views)."""
     try:
@@ -459,11 +462,11 @@ def _step(steps: Iterator[None], who: str, failures: list[str]) -> bool:
         return False
     except SiteisoError as e:
         log.warning("user %s: %s", who, e.message)
-        failures.append(f"user {who}: {e.message}")
+        failures[who] = e.message
         return False
     except Exception as e:  # a bug met in one home must not stop the others
         log.exception("user %s: unexpected error", who)
-        failures.append(f"user {who}: unexpected error: {e!r}")
+        failures[who] = f"unexpected error: {e!r}"
         return False
 
 

@@ -82,6 +82,8 @@ def test_non_root_is_refused(server):
 
 @pytest.mark.parametrize("args", [
     [], ["--site-isolation-allow"], ["--site-isolation-enable"],
+    ["--site-isolation-deny-a"], ["--site-isolation-t"], ["--remount-a"],
+    ["--site-isolation-list", "--js"],
     ["--site-isolation-allow-all", "--site-isolation-deny-all"],
     ["--site-isolation-allow-all", "extra"], ["--no-such-option"],
     ["--remount"],
@@ -100,9 +102,11 @@ def test_unknown_user(server):
     assert not state(server)["flag"]
 
 
-def test_user_below_min_uid(server):
-    assert fails(server, "--site-isolation-allow", "sysacct") == \
-        "User sysacct is not a hosting account"
+@pytest.mark.parametrize("user", ["sysacct", "nobody", "root"])
+def test_user_below_min_uid_or_nobody(server, user):
+    assert fails(server, "--site-isolation-allow", user) == \
+        f"User {user} is not a hosting account"
+    assert not state(server)["flag"]
 
 
 def test_several_users_checked_before_any_change(server):

@@ -160,6 +160,24 @@ def test_cpanel_bad_lines_are_skipped_with_a_warning(
     assert "\t" not in text
 
 
+@pytest.mark.parametrize("sep", ["\x0b", "\x0c", "\x1c", "\x85", "\u2028"])
+def test_cpanel_a_unicode_line_break_in_a_field_forges_no_record(
+    cpanel_copy: Path, sep: str
+) -> None:
+    """john's docroot field holds a character str.splitlines() breaks at,
+    followed by a forged entry for jane's domain: it stays one (bad) record
+    of john's, and jane's own entry stands."""
+    index = cpanel_copy / "etc" / "userdatadomains"
+    forged = (f"evil.example: john==root==sub==example.com==/home/john/x{sep}"
+              "jane.example.net: john==root==main==jane.example.net=="
+              "/home/john/blog==192.0.2.10:80==")
+    index.write_text(index.read_text() + forged + "\n")
+    records = cpanel_at(cpanel_copy).domains()
+    assert records["jane.example.net"].owner == "jane"
+    assert records["jane.example.net"].docroot == "/home/jane/public_html"
+    assert "evil.example" not in records
+
+
 def test_cpanel_userdata_owned_by_someone_else_is_skipped(
     cpanel_copy: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -289,7 +307,7 @@ def test_embedded_name_given_twice_with_different_owners_is_dropped(
     path.write_text(
         json.dumps(
             {
-                "example.com": {"owner": "john", "document_root": "/home/john/www"},
+                "Example.com": {"owner": "john", "document_root": "/home/john/www"},
                 "EXAMPLE.com": {"owner": "jane", "document_root": "/home/jane/www"},
                 "ok.example": {"owner": "john", "document_root": "/home/john/ok"},
             }
@@ -298,7 +316,33 @@ def test_embedded_name_given_twice_with_different_owners_is_dropped(
     with caplog.at_level(logging.WARNING, logger="siteiso.panels"):
         records = EmbeddedPanel(str(path)).domains()
     assert list(records) == ["ok.example"]
-    assert "listed twice" in caplog.text
+    assert "listed 2 times with different data: skipping it" in caplog.text
+
+
+def test_a_mapped_spelling_cannot_take_away_a_canonical_name(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """john's panel record spells jane's domain with a soft hyphen (UTS 46
+    maps it away): jane keeps her domain; before, both records were dropped
+    and a regenerate took jane's isolation away."""
+    path = tmp_path / "domains.json"
+    path.write_text(
+        json.dumps(
+            {
+                "jane.example.net": {"owner": "jane",
+                                     "document_root": "/home/jane/www"},
+                "jane.exam\u00adple.net": {"owner": "john",
+                                           "document_root": "/home/john/www"},
+                "JANE.example.net": {"owner": "john",
+                                     "document_root": "/home/john/www"},
+            }
+        )
+    )
+    with caplog.at_level(logging.WARNING, logger="siteiso.panels"):
+        records = EmbeddedPanel(str(path)).domains()
+    assert records["jane.example.net"].owner == "jane"
+    assert records["jane.example.net"].docroot == "/home/jane/www"
+    assert "the canonical spelling is kept" in caplog.text
 
 
 @pytest.mark.parametrize(
@@ -307,6 +351,9 @@ def test_embedded_name_given_twice_with_different_owners_is_dropped(
         ("{not json", "not valid JSON"),
         ('["example.com"]', "expected an object of domains"),
         (b"\xff\xfe", "not UTF-8"),
+        pytest.param("[" * 200000, "nested too deep", id="deep"),
+        pytest.param('{"a.example": ' + "9" * 5000 + "}", "not valid JSON",
+                     id="huge-number"),
     ],
 )
 def test_embedded_broken_file_is_a_clear_error(
@@ -556,6 +603,8 @@ def test_integration_message_control_characters_are_escaped(tmp_path: Path) -> N
         ("", "printed nothing"),
         ('{"data": {}, "metadata": {"result": "ok"}', "printed truncated JSON"),
         pytest.param("[" * 100000 + "]" * 100000, "nested too deep", id="deep"),
+        pytest.param('{"data": ' + "7" * 5000 + ', "metadata": {"result": "ok"}}',
+                     "JSON siteiso cannot read", id="huge-number"),
         ('{"data": {}}', "without a metadata object"),
         ('{"metadata": {"result": "ok"}}', "answered ok without data"),
         ('{"data": {}, "metadata": {"result": "maybe"}}', "unknown result 'maybe'"),
