@@ -164,7 +164,7 @@ class Admin:
             acct = accounts.lookup(rec.owner, self.cfg)
             if not st.allowed_user(acct.name):
                 raise NotAllowed(acct.name)
-            docroot = engine.resolve_docroot(acct, rec.docroot)
+            docroot = engine.resolve_docroot(acct, rec.docroot, self.cfg.hidden)
             planned.append((d, acct, docroot, rec.php_version))
             if rec.php_handler in UNISOLATED_HANDLERS:
                 self.warnings.append(
@@ -221,26 +221,66 @@ class Admin:
         users = _users(users, self.cfg)
         panel = panels.get_panel(self.cfg)
         for u in users:
-            acct = accounts.lookup(u, self.cfg)
-            current = panel.domains(owner=u)
-            for site in st.sites_of(u):
-                kept = [n for n in site.names if n in current]
-                for gone in set(site.names) - set(kept):
-                    log.info("domain %s of %s left the panel: not isolated", gone, u)
-                site.names = kept
-                if not kept:
-                    self._drop_site(st, site)
-                    continue
-                try:
-                    docroot = engine.resolve_docroot(acct, current[kept[0]].docroot)
-                except SiteisoError as e:
-                    log.warning("site %s: %s", kept[0], e.message)
-                    continue
-                if docroot != site.docroot:
-                    log.info("site %s moved: %s -> %s", kept[0], site.docroot, docroot)
-                    site.docroot = docroot
+            self._regenerate_user(st, accounts.lookup(u, self.cfg),
+                                  panel.domains(owner=u))
         return ("Regenerated configuration website isolation for users:\n"
                 + "\n".join(users))
+
+    def _regenerate_user(self, st: State, acct: accounts.Account,
+                         current: dict[str, panels.DomainRecord]) -> None:
+        """Each isolated name of the user follows its panel record: names
+        gone from the panel lose isolation, and the names left are grouped
+        by where their docroots now resolve, one site a docroot (§1): a site
+        whose names now point at two docroots splits, two that now share
+        one merge. A site keeps its token (its storage and settings) where
+        it keeps its docroot, else where most of its names go."""
+        sites = st.sites_of(acct.name)
+        site_of = {n: site for site in sites for n in site.names}
+        groups: dict[str, list[str]] = {}
+        for name, site in site_of.items():
+            rec = current.get(name)
+            if rec is None:
+                self.warnings.append(f"{name} is no longer in the panel for "
+                                     f"{acct.name}: its isolation ends")
+                st.php_kept[name] = dict(site.php)
+                continue
+            try:
+                docroot = engine.resolve_docroot(acct, rec.docroot, self.cfg.hidden)
+            except SiteisoError as e:
+                self.warnings.append(f"{name}: {e.message}; kept at {site.docroot}")
+                docroot = site.docroot
+            groups.setdefault(docroot, []).append(name)
+        placed: dict[str, Site] = {}       # docroot → the site that serves it
+        for docroot in groups:
+            same = [s for s in sites if s.docroot == docroot]
+            if same:
+                placed[docroot] = same[0]
+        # The biggest groups choose first: a site keeps its token where most
+        # of its names go.
+        for docroot, names in sorted(groups.items(), key=lambda g: -len(g[1])):
+            if docroot in placed:
+                continue
+            free = [s for s in sites if s not in placed.values()]
+            votes = {s.token: sum(site_of[n] is s for n in names) for s in free}
+            best = max(free, key=lambda s: votes[s.token], default=None)
+            if best is not None and votes[best.token]:
+                log.info("site %s moved: %s -> %s", ",".join(names), best.docroot,
+                         docroot)
+                placed[docroot] = best
+            else:                           # split off: a site of its own
+                origin = site_of[names[0]]
+                placed[docroot] = Site(token=secrets.token_hex(8), owner=acct.name,
+                                       uid=acct.uid, docroot=docroot, names=[],
+                                       home=origin.home, php=dict(origin.php))
+                st.sites[placed[docroot].token] = placed[docroot]
+                log.info("site %s split off at %s", ",".join(names), docroot)
+        for site in sites:
+            if site not in placed.values():
+                site.names = []
+                self._drop_site(st, site)
+        for docroot, site in placed.items():
+            site.docroot = docroot
+            site.names = sorted(groups[docroot])
 
     def list_text(self, st: State, users: list[str], as_json: bool) -> str:
         if users:

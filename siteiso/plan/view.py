@@ -152,6 +152,20 @@ def _hidden_paths(home: str, entries: tuple[str, ...],
     return sorted(paths)
 
 
+def reserved_path(home: str, path: str, hidden: tuple[str, ...]) -> str | None:
+    """The path below home that holds path (or is it) and that no site may
+    own: what every view hides (ALWAYS_HIDDEN, backups, the configured
+    hidden paths) and what the owner's own login and tools run or read
+    (RUN_BY_OWNER, read-only in every view). None when path is free."""
+    if not inside(path, home) or path == home:
+        return None
+    top = path[len(home.rstrip("/")) + 1:].split("/")[0]
+    candidates = _hidden_paths(home, (top,), hidden)
+    if top in RUN_BY_OWNER:
+        candidates.append(posixpath.join(home, top))
+    return next((c for c in candidates if inside(path, c)), None)
+
+
 def listing_dirs(home: str, hidden: tuple[str, ...]) -> list[str]:
     """The directories a ro/shared view needs listed (CageInput.listings):
     the home, and each directory on the way to a configured hidden path

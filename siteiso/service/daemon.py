@@ -740,9 +740,10 @@ class Daemon:
                     pwd.getpwnam(name)
                     existing.append(name)
             if existing and (users - {STATE_CHANGED}):
-                Admin(cfg).regenerate(st, existing)
-                for line in commit(st, cfg, users=existing):
-                    log.warning("%s", line)
+                admin = Admin(cfg)
+                admin.regenerate(st, existing)
+                for line in admin.warnings + commit(st, cfg, users=existing):
+                    log.warning("siteisod: %s", line)
                 log.info("siteisod: regenerated %s after a docroot or panel change",
                          ", ".join(existing))
         self._rewatch()

@@ -32,7 +32,7 @@ from siteiso.errors import EngineError, SiteisoError, UnsafePath
 from siteiso.names import quote, validate_docroot
 from siteiso.plan import CageInput, SiteInput, cage_plan, render, site_plan
 from siteiso.plan.sites import inside, site_paths
-from siteiso.plan.view import MTA_WRITABLE, Storage, listing_dirs
+from siteiso.plan.view import MTA_WRITABLE, Storage, listing_dirs, reserved_path
 from siteiso.procs import lifecycle
 from siteiso.service import cron, layout, php, pools
 from siteiso.state import Site, State, fault
@@ -60,8 +60,10 @@ SYSTEM_PATHS_PROBED = (
 )
 
 
-def resolve_docroot(acct: Account, docroot: str) -> str:
-    """The canonical docroot, resolved through descriptors inside the home."""
+def resolve_docroot(acct: Account, docroot: str, hidden: tuple[str, ...]) -> str:
+    """The canonical docroot (or site path), resolved through descriptors
+    inside the home; refused where it would give a site a path every view
+    keeps from sites (`hidden`: the configured hidden paths)."""
     validate_docroot(docroot, acct.home)
     real, fd = sysapi.resolve_docroot(acct.home, docroot, acct.uid)
     os.close(fd)
@@ -75,6 +77,11 @@ def resolve_docroot(acct: Account, docroot: str) -> str:
     if any(c in real for c in '"\\'):
         raise UnsafePath(f"refusing docroot {quote(docroot)}: it resolves to "
                          f"{quote(real)}, which holds a quote or backslash")
+    reserved = reserved_path(acct.home, real, hidden)
+    if reserved is not None:
+        raise UnsafePath(f"refusing docroot {quote(docroot)}: it lies in "
+                         f"{quote(reserved)}, which every site view keeps hidden "
+                         "or read-only")
     return real
 
 
@@ -196,7 +203,7 @@ def site_inputs(st: State, acct: Account, cfg: Config,
     out = []
     for s in st.sites_of(acct.name):
         out.append(SiteInput(token=s.token, docroot=s.docroot, names=tuple(s.names),
-                             extra_paths=tuple(_sites_d_paths(s, acct)),
+                             extra_paths=tuple(_sites_d_paths(s, acct, cfg.hidden)),
                              home_mode=s.home or cfg.home_mode, shared=cfg.shared,
                              hidden=cfg.hidden))
     if not web:
@@ -227,14 +234,16 @@ def _configured(acct: Account, site: SiteInput, web: dict[str, str],
                 raise UnsafePath(f"refusing docroot {quote(path)}: it passes through "
                                  "another isolated site's tree")
             _check_alias_links(acct, path)
-            real = resolve_docroot(acct, path)
+            real = resolve_docroot(acct, path, site.hidden)
         except SiteisoError as e:
             log.warning("site %s: %s", name, e.message)
             continue
         if real != site.docroot:
-            log.warning("site %s: %s now leads to %s, not to its docroot %s: "
-                        "refused until it is regenerated", name, path, real,
-                        site.docroot)
+            moved = (f"the panel now gives its docroot as {path}" if path == real
+                     else f"its docroot {path} now leads to {real}")
+            log.warning("site %s: %s, not %s: requests naming %s are refused until "
+                        "cagefsctl --site-isolation-regenerate %s", name, moved,
+                        site.docroot, path, acct.name)
             continue
         out.append(path)
     return tuple(out[:index.MAX_ALIASES])
@@ -266,7 +275,7 @@ def _listings(acct: Account, cfg: Config, inputs: list[SiteInput]) -> homes.List
     return homes.listings(acct.home, acct.uid, listing_dirs(acct.home, cfg.hidden))
 
 
-def _sites_d_paths(site: Site, acct: Account) -> list[str]:
+def _sites_d_paths(site: Site, acct: Account, hidden: tuple[str, ...]) -> list[str]:
     """Admin-added site paths: /etc/siteiso/sites.d/<domain>.conf, one a line."""
     out: list[str] = []
     for name in site.names:
@@ -280,9 +289,10 @@ def _sites_d_paths(site: Site, acct: Account) -> list[str]:
             if not line or line.startswith("#"):
                 continue
             try:
-                out.append(resolve_docroot(acct, line))
-            except Exception:  # noqa: BLE001 - a bad admin path is skipped, logged
-                continue
+                out.append(resolve_docroot(acct, line, hidden))
+            except SiteisoError as e:   # a bad admin path is skipped, logged
+                log.warning("%s/%s.conf: skipping %s: %s", paths.SITES_D, name,
+                            quote(line), e.message)
     return out
 
 

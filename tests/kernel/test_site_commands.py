@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from testlib import fails, ok
+from testlib import DOMAINS, fails, ok
 
 pytestmark = pytest.mark.kernel
 
@@ -106,7 +106,11 @@ def test_regenerate_follows_a_renamed_and_a_deleted_domain(server):
     ok(server, "--site-isolation-allow-all")
     ok(server, "--site-isolation-enable", "example.com", "blog.example.org")
     server.set_domains({"example.com": ("john", "/home/john/public_html")})
-    ok(server, "--site-isolation-regenerate", "john")
+    r = server.cagefsctl("--site-isolation-regenerate", "john")
+    assert (r.returncode, r.stdout) == (
+        0, "Regenerated configuration website isolation for users:\njohn\n")
+    assert r.stderr == ("warning: blog.example.org is no longer in the panel for "
+                        "john: its isolation ends\n")
     assert ok(server, "--site-isolation-list") == (
         "Domains with enabled website isolation for user john:\nexample.com\n")
 
@@ -123,3 +127,60 @@ def test_list_json_error(server):
     r = server.cagefsctl("--site-isolation-list", "--json", "nosuch")
     assert r.returncode == 1
     assert json.loads(r.stdout) == {"error": "User nosuch does not exist"}
+
+
+def sites_by_docroot(server):
+    st = json.loads(server.read("/var/lib/siteiso/state.json"))
+    return {s["docroot"]: s["names"] for s in st["sites"].values()}
+
+
+def test_regenerate_splits_a_site_whose_names_now_have_two_docroots(server):
+    server.set_domains({"example.com": ("john", "/home/john/public_html"),
+                        "alias.example.com": ("john", "/home/john/public_html")})
+    ok(server, "--site-isolation-allow-all")
+    ok(server, "--site-isolation-enable", "example.com", "alias.example.com")
+    server.set_domains({"example.com": ("john", "/home/john/public_html"),
+                        "alias.example.com": ("john", "/home/john/blog")})
+    ok(server, "--site-isolation-regenerate", "john")
+    assert sites_by_docroot(server) == {
+        "/home/john/public_html": ["example.com"],
+        "/home/john/blog": ["alias.example.com"]}
+    r = server.run(["cagefs_enter_site", "alias.example.com", "sh", "-c",
+                    "cat /home/john/blog/wp-config.php; "
+                    "cat /home/john/public_html/wp-config.php"],
+                   user="john", check=False)
+    assert "secret-blog.example.org" in r.stdout
+    assert "secret-example.com" not in r.stdout
+    r = server.run(["cagefs_enter_site", "example.com", "cat",
+                    "/home/john/public_html/wp-config.php"], user="john")
+    assert "secret-example.com" in r.stdout
+
+
+def test_regenerate_merges_sites_that_now_share_a_docroot(server):
+    ok(server, "--site-isolation-allow-all")
+    ok(server, "--site-isolation-enable", "example.com", "blog.example.org")
+    server.set_domains({**DOMAINS,
+                        "blog.example.org": ("john", "/home/john/public_html")})
+    ok(server, "--site-isolation-regenerate", "john")
+    assert sites_by_docroot(server) == {
+        "/home/john/public_html": ["blog.example.org", "example.com"]}
+    r = server.run(["cagefs_enter_site", "blog.example.org", "sh", "-c",
+                    "cat /home/john/public_html/wp-config.php; "
+                    "cat /home/john/blog/wp-config.php"], user="john", check=False)
+    assert "secret-example.com" in r.stdout
+    assert "secret-blog.example.org" not in r.stdout
+
+
+@pytest.mark.parametrize("docroot", [
+    "/home/john/.ssh", "/home/john/mail/www", "/home/john/.cagefs/websites",
+    "/home/john/backup-2024/site", "/home/john/bin", "/home/john/.config/www",
+])
+def test_docroot_in_a_path_no_site_may_own_is_refused(server, docroot):
+    server.sh(f"mkdir -p {docroot}", user="john")
+    server.set_domains({**DOMAINS, "odd.example": ("john", docroot)})
+    ok(server, "--site-isolation-allow-all")
+    err = fails(server, "--site-isolation-enable", "odd.example")
+    assert err.startswith(f"refusing docroot '{docroot}': it lies in '/home/john/")
+    assert err.endswith("which every site view keeps hidden or read-only")
+    assert ok(server, "--site-isolation-list") == \
+        "No users with enabled Website isolation\n"
