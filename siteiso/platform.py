@@ -536,21 +536,33 @@ def require_for_enable() -> None:
         raise KernelUnsupported(f"missing: {names} (see 'siteiso doctor')")
 
 
-def doctor_lines() -> list[str]:
-    """One line a probe: `ok      name  detail` or `MISSING name  detail (…)`."""
-    probes = probe_all()
-    width = max(len(p.name) for p in probes)
-    lines = []
-    for p in probes:
-        status = "ok" if p.ok else "MISSING"
-        line = f"{status:<7} {p.name:<{width}}  {p.detail}"
+def doctor_rows() -> list[tuple[str, str, str, bool]]:
+    """One row a probe: (status, name, detail, fatal); fatal when enable
+    refuses without it."""
+    rows = []
+    for p in probe_all():
+        detail = p.detail
         if not p.ok:
             if p.fallback:
-                line += f" (fallback: {p.fallback})"
+                detail += f" (fallback: {p.fallback})"
             elif p.required:
-                line += " (required: enable refuses without it)"
-        lines.append(line)
+                detail += " (required: enable refuses without it)"
+        rows.append(("ok" if p.ok else "MISSING", p.name, detail,
+                     not p.ok and p.required and not p.fallback))
     unknown = sorted(_forced() - set(NAMES))
     if unknown:
-        lines.append(f"note    {FORCE_ENV} names unknown probes: {', '.join(unknown)}")
-    return lines
+        rows.append(("note", FORCE_ENV, f"names unknown probes: {', '.join(unknown)}",
+                     False))
+    return rows
+
+
+def format_rows(rows: list[tuple[str, str, str, bool]]) -> list[str]:
+    """`status  name  detail` lines, the columns one width throughout."""
+    width = max((len(r[1]) for r in rows), default=0)
+    return [f"{status:<7} {name:<{width}}  {detail}"
+            for status, name, detail, _ in rows]
+
+
+def doctor_lines() -> list[str]:
+    """One line a probe: `ok      name  detail` or `MISSING name  detail (…)`."""
+    return format_rows(doctor_rows())

@@ -372,3 +372,18 @@ def test_idle_daemon_does_not_wake_up(server, siteisod):
     assert before > 0
     time.sleep(3)
     assert ctx_switches(server, pid) == before
+
+
+def test_doctor_says_whether_siteisod_runs(server):
+    def row():
+        out = server.run(["siteiso", "doctor"], check=False).stdout
+        (line,) = [ln for ln in out.splitlines() if ln.split()[1:2] == ["siteisod"]]
+        return line
+    assert row().startswith("WARNING siteisod ")
+    proc = start_daemon(server)
+    try:
+        line = row()
+        assert line.startswith("ok      siteisod ")
+        assert line.endswith(f"running (pid {daemon_pid(server)})")
+    finally:
+        stop_daemon(server, proc)

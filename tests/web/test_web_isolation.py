@@ -140,3 +140,25 @@ def test_overlapping_reloads_leave_cgi_working(web):
     log = web.sbx.run(["cat", "/var/log/apache2/error.log"]).stdout
     assert "cgid daemon failed" not in log
     assert web.get(A, "/index.php") == (200, "hello from a.example")
+
+
+def test_doctor_says_whether_each_isolated_sites_include_is_loaded(web):
+    enable(web.sbx, A, B)
+    r = web.sbx.run(["siteiso", "doctor"], check=False)
+    assert r.returncode == 0, r.stdout
+    for domain in (A, B):
+        assert ["ok", "web-include", f"{domain}:",
+                f"/etc/apache2/siteiso/{domain}.conf"] in \
+            [ln.split() for ln in r.stdout.splitlines()], r.stdout
+    # b.example's vhost loses its include line: b is served outside its view.
+    web.sbx.sh(f"sed -i '/IncludeOptional/d' /etc/apache2/sites-enabled/{B}.conf")
+    r = web.sbx.run(["siteiso", "doctor"], check=False)
+    assert r.returncode == 1
+    lines = r.stdout.splitlines()
+    assert [ln.split()[:3] for ln in lines if f" {A}: " in ln] == \
+        [["ok", "web-include", f"{A}:"]]
+    (missing,) = [ln for ln in lines if f" {B}: " in ln]
+    assert missing.startswith("MISSING web-include")
+    assert f"add `IncludeOptional /etc/apache2/siteiso/{B}.conf` to the {B} vhost" \
+        in missing
+    assert lines[-1] == "siteiso doctor: 1 problem(s) keep isolation from working"
