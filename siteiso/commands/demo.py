@@ -63,8 +63,15 @@ class Demo:
         sbx.write("/etc/siteiso/domains.json", json.dumps(data, indent=1))
         start_apache(sbx, DOMAINS)
 
-    def curl(self, domain: str, path: str) -> None:
-        self.run(f"curl -s -H 'Host: {domain}' 'http://127.0.0.1{path}'")
+    def curl(self, domain: str, path: str, expect: str) -> None:
+        out = self.run(f"curl -s -H 'Host: {domain}' 'http://127.0.0.1{path}'")
+        self.check(out, expect)
+
+    def check(self, out: str, expect: str) -> None:
+        """The demo proves what it says: the output must show `expect`."""
+        if expect not in out:
+            self.failed = True
+            print(f"  ^^^ unexpected result: {expect!r} not shown", file=sys.stderr)
 
     def web_before(self) -> None:
         self.say("A sandboxed server: Apache with suexec and php-cgi on its own "
@@ -74,9 +81,14 @@ class Demo:
         self.run("cat /etc/siteiso/domains.json")
         self.say("Say a.example is hacked and its attacker uploads steal.php. "
                  "Every site of john runs as john, so today a.example's PHP reads "
-                 "b.example's database password:")
-        self.curl("a.example", "/steal.php?f=/home/john/b.example/www/wp-config.php")
-        self.curl("a.example", "/steal.php?f=/home/john/public_html/shop/wp-config.php")
+                 "b.example's database password, shop's, and even jane's (her "
+                 "files are readable to other accounts, as on many servers):")
+        self.curl("a.example", "/steal.php?f=/home/john/b.example/www/wp-config.php",
+                  "secret-of-b.example")
+        self.curl("a.example", "/steal.php?f=/home/john/public_html/shop/wp-config.php",
+                  "secret-of-shop.a.example")
+        self.curl("a.example", "/steal.php?f=/home/jane/public_html/wp-config.php",
+                  "secret-of-jane.example")
 
     def admin_session(self) -> None:
         self.say("The admin turns website isolation on. Enabling needs the feature "
@@ -96,14 +108,13 @@ class Demo:
     def web_after(self) -> None:
         self.say("The same attack now: each site's PHP runs in its own view, "
                  "where the other sites' files do not exist.")
-        self.curl("a.example", "/steal.php?f=/home/john/b.example/www/wp-config.php")
-        self.curl("a.example", "/steal.php?f=/home/john/public_html/shop/wp-config.php")
-        self.curl("a.example", "/steal.php?f=/home/jane/public_html/wp-config.php")
+        for secret in ("/home/john/b.example/www/wp-config.php",
+                       "/home/john/public_html/shop/wp-config.php",
+                       "/home/jane/public_html/wp-config.php"):
+            self.curl("a.example", f"/steal.php?f={secret}", f"(cannot read {secret})")
         self.say("Each site still serves its own pages:")
-        self.curl("a.example", "/index.php")
-        self.curl("b.example", "/index.php")
-        self.curl("shop.a.example", "/index.php")
-        self.curl("jane.example", "/index.php")
+        for domain in DOMAINS:
+            self.curl(domain, "/index.php", f"hello from {domain}")
 
     def isolation(self) -> None:
         self.say("The same views from the shell: cagefs_enter_site runs a command "
@@ -111,12 +122,17 @@ class Demo:
                  "directory is there, empty and read-only:")
         self.run("cagefs_enter_site a.example ls -la /home/john/public_html/shop",
                  user="john")
-        self.run("cagefs_enter_site shop.a.example cat "
-                 "/home/john/public_html/shop/wp-config.php", user="john")
+        self.check(self.run("cagefs_enter_site shop.a.example cat "
+                            "/home/john/public_html/shop/wp-config.php", user="john"),
+                   "secret-of-shop.a.example")
+        self.say("In shop's view, b.example does not exist, and a.example's docroot "
+                 "(the directory on the way to shop's own) is there but cannot be "
+                 "listed:")
         self.run("cagefs_enter_site shop.a.example ls /home/john/public_html "
                  "/home/john/b.example", user="john", expect_ok=False)
         self.say("Other accounts do not exist in john's views, and /proc shows "
-                 "only the site's own processes:")
+                 "only the site's own processes (PID 1 of the view is its holder, "
+                 "root's, which /proc does not show to john):")
         self.run("cagefs_enter_site a.example sh -c 'ls /home; ps -e'", user="john")
         self.run("cagefs_enter_site a.example grep jane /etc/passwd", user="john",
                  expect_ok=False)
@@ -125,9 +141,15 @@ class Demo:
         self.run("cagefs_enter_site a.example cagefs_enter_site b.example id",
                  user="john", expect_ok=False)
         self.run("cagefs_enter_site a.example id", expect_ok=False)
-        self.say("Disabling isolation puts a site back in the user's normal view:")
+        self.say("Disabling isolation puts a site back in the user's normal view: "
+                 "shop's files are again part of a.example's tree, and a.example's "
+                 "PHP can read them (b.example and jane stay out of reach):")
         self.run("cagefsctl --site-isolation-disable shop.a.example")
         self.run("cagefsctl --site-isolation-list")
+        self.curl("a.example", "/steal.php?f=/home/john/public_html/shop/wp-config.php",
+                  "secret-of-shop.a.example")
+        self.curl("a.example", "/steal.php?f=/home/john/b.example/www/wp-config.php",
+                  "(cannot read")
 
 
 def demo(quiet: bool = False) -> int:
