@@ -9,7 +9,6 @@ views, processes) from it.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import secrets
 import sys
@@ -32,7 +31,7 @@ from siteiso.errors import (
 )
 from siteiso.names import normalize_domain
 from siteiso.service import php
-from siteiso.state import Site, State, fault, load, locked, mirrors, save
+from siteiso.state import Site, State, fault, load, locked, mirrors, recorded, save
 from siteiso.views import engine
 
 # PHP handlers that spawn through their own root helpers (SPEC §8).
@@ -319,32 +318,33 @@ def _report_links(st: State, cfg: config.Config, users: list[str]) -> None:
 
 
 def commit(st: State, cfg: config.Config, users: list[str] | None = None,
-           rebuild: bool = False, before: State | None = None,
-           gate: bool = False) -> list[str]:
+           rebuild: bool = False, gate: bool = False) -> list[str]:
     """Save a changed state, then re-drive its side effects (lock held).
 
     users: the users whose views the change is about (None: every user's);
     their views are converged, and so are leftover views of users without
     sites. A failure in the views of a user the change is about is the
-    command's error; with `before` (the state the command started from) the
-    change is undone first: `before` is recorded and converged again, so an
-    error leaves nothing changed. Failures in other users' views, and every
-    failure of a gate change (`gate`: the mode and user lists, which change
-    no view), are returned as warnings: one account's home never fails a
-    command that is not about it.
+    command's error, and the change is undone first: the document recorded
+    before it is recorded again and converged, so an error leaves nothing
+    changed. Failures in other users' views, and every failure of a gate
+    change (`gate`: the mode and user lists, which change no view), are
+    returned as warnings: one account's home never fails a command that is
+    not about it.
 
     cagefsctl, its hooks, selectorctl and siteisod change state only here.
     """
-    save(st)
+    before = recorded()
+    after = save(st)
     mirrors.apply(st)
     failures = engine.converge(st, cfg, users=users, rebuild=rebuild)
     about = set(failures) if users is None else set(users)
     errors = {} if gate else {u: m for u, m in failures.items() if u in about}
     warnings = [f"user {u}: {m}" for u, m in failures.items() if u not in errors]
-    if errors and before is not None and before.to_json() != st.to_json():
-        save(before)
-        mirrors.apply(before)
-        for u, m in engine.converge(before, cfg, users=users).items():
+    if errors and before != after:
+        undo = State.from_json(before)
+        save(undo)
+        mirrors.apply(undo)
+        for u, m in engine.converge(undo, cfg, users=users).items():
             log.warning("undoing the change: user %s: %s", u, m)
         log.info("change undone: views of %s could not be built",
                  ", ".join(sorted(errors)))
@@ -376,7 +376,6 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         with locked():
             st = load()
-            before = copy.deepcopy(st)
             users: list[str] | None = None
             rebuild = False
             if args.site_isolation_allow_all:
@@ -409,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
             gate = bool(args.site_isolation_allow_all or args.site_isolation_deny_all
                         or args.site_isolation_allow or args.site_isolation_toggle_mode)
             admin.warnings += commit(st, cfg, users=users, rebuild=rebuild,
-                                     before=before, gate=gate)
+                                     gate=gate)
             if args.site_isolation_enable or args.site_isolation_regenerate:
                 _report_links(st, cfg, users or [])
             for line in admin.warnings:

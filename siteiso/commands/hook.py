@@ -16,7 +16,6 @@ deleted user's sites lose it (their views end); a renamed user keeps them
 from __future__ import annotations
 
 import argparse
-import copy
 import logging
 import sys
 from typing import Any
@@ -53,7 +52,6 @@ def run(args: argparse.Namespace) -> int:
     admin = Admin(cfg)
     with locked():
         st = load()
-        before = copy.deepcopy(st)
         rebuild = args.hook != "post_modify_domain"   # a rename keeps every view
         if args.hook == "post_modify_domain":
             users = _rename_domain(st, cfg, admin, user, args.domain, args.new_domain)
@@ -75,8 +73,7 @@ def run(args: argparse.Namespace) -> int:
             users = [user]
         if users is None:
             return 0
-        admin.warnings += commit(st, cfg, users=users, rebuild=rebuild,
-                                 before=before)
+        admin.warnings += commit(st, cfg, users=users, rebuild=rebuild)
     for line in admin.warnings:
         print(f"warning: {line}", file=sys.stderr)
         log.warning("%s", line)

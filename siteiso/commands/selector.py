@@ -23,7 +23,6 @@ to stderr with exit status 1; a wrong command line exits 2.
 from __future__ import annotations
 
 import argparse
-import copy
 import logging
 import os
 import sys
@@ -153,9 +152,8 @@ def act(args: argparse.Namespace, acct: Account | None, cfg: config.Config,
         if new != site.php:
             # Imported here: cagefsctl imports the engine, which is heavy.
             from siteiso.commands.cagefsctl import commit
-            before = copy.deepcopy(st)
             site.php = new
-            for line in commit(st, cfg, users=[acct.name], before=before):
+            for line in commit(st, cfg, users=[acct.name]):
                 log.warning("%s", line)
             log.info("site %s of %s: PHP settings now %s (selectorctl)",
                      domain, acct.name, new)

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import copy
 import ctypes
 import errno
 import fcntl
@@ -263,7 +262,6 @@ def perform(uid: int, command: str, domains: list[str]) -> dict[str, object]:
         acct = accounts.lookup_uid(uid, cfg)
         with locked():
             st = load()
-            before = copy.deepcopy(st)
             if not st.flag:
                 raise NotEnabled()
             if not st.allowed_user(acct.name):
@@ -287,7 +285,7 @@ def perform(uid: int, command: str, domains: list[str]) -> dict[str, object]:
                     admin.disable(st, names)
                 # Only the caller's views: another account's home can
                 # neither fail this request nor appear in its answer.
-                for line in commit(st, cfg, users=[acct.name], before=before):
+                for line in commit(st, cfg, users=[acct.name]):
                     log.warning("%s", line)
                 log.info("%s: %s %s (cagefsctl-user)", acct.name, command,
                          ",".join(names))

@@ -155,14 +155,26 @@ def _list_dir(path: str) -> list[str]:
         return []
 
 
-def save(st: State) -> None:
-    """Atomically replace the recorded state (caller holds the lock)."""
+def recorded() -> str:
+    """The recorded document as it is on disk (none yet: the state `load`
+    adopts from the mirrors, as a document)."""
+    try:
+        with open(paths.STATE, encoding="utf-8") as f:
+            return f.read()
+    except FileNotFoundError:
+        return _import_mirrors().to_json()
+
+
+def save(st: State) -> str:
+    """Atomically replace the recorded state (caller holds the lock);
+    returns the document written."""
     ensure_lib()
+    text = st.to_json()
     tmp = f"{paths.STATE}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
                  | os.O_NOFOLLOW, 0o600)
     try:
-        os.write(fd, st.to_json().encode())
+        os.write(fd, text.encode())
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -175,3 +187,4 @@ def save(st: State) -> None:
     finally:
         os.close(dfd)
     fault("state-written")
+    return text

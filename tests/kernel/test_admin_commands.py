@@ -123,6 +123,34 @@ def test_bad_user_name_is_refused(server):
 
 
 # ---- command × state -------------------------------------------------------
+#
+# Every cell of SPEC §2's table, and where it is tested (NI: not initialized,
+# FP: flag present, FA: flag absent with a mode set):
+#   allow-all   NI, FA  test_allow_all_in_every_state (flag, both list dirs,
+#                       mode); the user command registered: test_daemon.py::
+#                       test_socket_is_served_while_the_flag_exists
+#               FP      test_allow_all_keeps_lists_when_flag_present
+#   deny-all    NI, FA  test_deny_all_in_every_state,
+#                       test_deny_all_clears_the_allowed_list
+#               FP      the same, test_site_commands.py::
+#                       test_deny_all_disables_every_site; unregistered:
+#                       test_socket_is_served_while_the_flag_exists
+#   allow U     NI, FA  test_allow_user_in_every_state
+#               FP      test_allow_user_in_allow_all_removes_from_denied,
+#                       test_allow_user_in_deny_all_adds_to_allowed
+#   deny U      NI, FA  test_deny_user_without_flag_is_an_error
+#               FP      test_deny_user_message,
+#                       test_deny_user_in_deny_all_removes_from_allowed,
+#                       test_site_commands.py::test_deny_user_disables_their_sites_only
+#   toggle-mode all     test_toggle_mode_in_every_state; sites untouched:
+#                       test_site_commands.py::test_mode_change_never_drops_isolation
+#   enable D    NI, FA  test_enable_without_flag_is_an_error
+#               FP      test_enable_for_a_denied_user_is_refused,
+#                       test_enable_in_deny_all_needs_the_owner_allowed
+#   disable, list, regenerate, remount: all
+#                       test_disable_list_regenerate_remount_work_in_every_state;
+#                       leftovers cleaned: test_crash_safety.py::
+#                       test_disable_and_regenerate_clean_up_leftovers
 
 def _not_initialized(sbx):
     pass
@@ -246,12 +274,20 @@ def test_enable_bad_domain_name_changes_nothing(server):
 
 
 @pytest.mark.parametrize("start", list(STATES))
-def test_list_regenerate_remount_work_in_every_state(server, start):
+def test_disable_list_regenerate_remount_work_in_every_state(server, start):
     STATES[start](server)
-    ok(server, "--site-isolation-list")
-    ok(server, "--site-isolation-regenerate", "john")
-    ok(server, "--remount", "john")
-    ok(server, "--remount-all")
+    before = state(server)
+    assert ok(server, "--site-isolation-disable", "example.com") == \
+        "Website isolation was disabled for domain(s),\nexample.com\n"
+    assert ok(server, "--site-isolation-list") == \
+        "No users with enabled Website isolation\n"
+    assert ok(server, "--site-isolation-regenerate", "john") == \
+        "Regenerated configuration website isolation for users:\njohn\n"
+    assert ok(server, "--remount", "john") == \
+        "Remounted website isolation for user(s): john\n"
+    assert ok(server, "--remount-all") == \
+        "Remounted website isolation for all users.\n"
+    assert state(server) == before
 
 
 def test_allow_user_in_deny_all_adds_to_allowed(server):
