@@ -159,6 +159,14 @@ def test_other_user_cannot_enter_johns_site(iso):
     assert r.returncode != 0 and "secret" not in r.stdout
 
 
+def test_a_short_command_line_gets_the_commands_own_usage(iso):
+    for argv in ([], [A]):
+        r = iso.run(["cagefs_enter_site", *argv], user="john", check=False)
+        assert r.returncode == 125
+        assert r.stderr == ("usage: cagefs_enter_site <docroot|domain> <command> "
+                            "[args...]\n")
+
+
 def test_exit_status_and_signals_pass_through(iso):
     assert enter(iso, A, "sh", "-c", "exit 7").returncode == 7
     r = enter(iso, A, "sh", "-c", "kill -TERM $$")
