@@ -90,6 +90,9 @@ class Admin:
         self.cfg = cfg
         # Users whose views the change affects; None: every user.
         self.touched: set[str] | None = None
+        # Users whose views change too, though the change is not about them
+        # (a stale name taken from them): their failures only warn.
+        self.others: set[str] = set()
         self.warnings: list[str] = []
 
     def _touch(self, user: str) -> None:
@@ -173,12 +176,23 @@ class Admin:
         builds = None
         for d, acct, docroot, panel_php in planned:
             self._touch(acct.name)
-            if st.site_of(d) is not None:
+            held = st.site_of(d)
+            if held is not None and (held.owner, held.uid) == (acct.name, acct.uid):
                 continue
+            if held is not None:
+                # A stale record: the panel gave the name to another account
+                # since (a regenerate of the old owner failed or never ran).
+                self.warnings.append(
+                    f"{d} was isolated as a site of {held.owner}; the panel now "
+                    f"gives it to {acct.name}: it leaves {held.owner}'s site")
+                self.others.add(held.owner)
+                held.names.remove(d)
+                if not held.names:
+                    st.sites.pop(held.token, None)
             site = st.site_by_docroot(acct.name, docroot)
             if site is None:
                 token = secrets.token_hex(8)
-                settings = dict(st.php_kept.get(d, {}))
+                settings = st.kept_php(d, acct.name)
                 if not settings:
                     # §5: the panel's per-domain version if it has one, else
                     # the user's; recorded now, changed by selectorctl later.
@@ -205,7 +219,7 @@ class Admin:
                 continue
             self._touch(site.owner)
             site.names.remove(d)
-            st.php_kept[d] = dict(site.php)
+            st.keep_php(d, site)
             if not site.names:
                 self._drop_site(st, site)
             log.info("site %s of %s no longer isolated", d, site.owner)
@@ -213,7 +227,7 @@ class Admin:
 
     def _drop_site(self, st: State, site: Site) -> None:
         for name in site.names:
-            st.php_kept[name] = dict(site.php)
+            st.keep_php(name, site)
         st.sites.pop(site.token, None)
 
     def regenerate(self, st: State, users: list[str]) -> str:
@@ -241,7 +255,7 @@ class Admin:
             if rec is None:
                 self.warnings.append(f"{name} is no longer in the panel for "
                                      f"{acct.name}: its isolation ends")
-                st.php_kept[name] = dict(site.php)
+                st.keep_php(name, site)
                 continue
             try:
                 docroot = engine.resolve_docroot(acct, rec.docroot, self.cfg.hidden)
@@ -318,7 +332,8 @@ def _report_links(st: State, cfg: config.Config, users: list[str]) -> None:
 
 
 def commit(st: State, cfg: config.Config, users: list[str] | None = None,
-           rebuild: bool = False, gate: bool = False) -> list[str]:
+           rebuild: bool = False, gate: bool = False,
+           others: Iterable[str] = ()) -> list[str]:
     """Save a changed state, then re-drive its side effects (lock held).
 
     users: the users whose views the change is about (None: every user's);
@@ -329,14 +344,17 @@ def commit(st: State, cfg: config.Config, users: list[str] | None = None,
     changed. Failures in other users' views, and every failure of a gate
     change (`gate`: the mode and user lists, which change no view), are
     returned as warnings: one account's home never fails a command that is
-    not about it.
+    not about it. `others`: users whose views the change affects though it
+    is not about them; converged too, their failures are warnings.
 
     cagefsctl, its hooks, selectorctl and siteisod change state only here.
     """
     before = recorded()
     after = save(st)
     mirrors.apply(st)
-    failures = engine.converge(st, cfg, users=users, rebuild=rebuild)
+    extra = [u for u in others if users is not None and u not in users]
+    converged = None if users is None else [*users, *extra]
+    failures = engine.converge(st, cfg, users=converged, rebuild=rebuild)
     about = set(failures) if users is None else set(users)
     errors = {} if gate else {u: m for u, m in failures.items() if u in about}
     warnings = [f"user {u}: {m}" for u, m in failures.items() if u not in errors]
@@ -344,7 +362,7 @@ def commit(st: State, cfg: config.Config, users: list[str] | None = None,
         undo = State.from_json(before)
         save(undo)
         mirrors.apply(undo)
-        for u, m in engine.converge(undo, cfg, users=users).items():
+        for u, m in engine.converge(undo, cfg, users=converged).items():
             log.warning("undoing the change: user %s: %s", u, m)
         log.info("change undone: views of %s could not be built",
                  ", ".join(sorted(errors)))
@@ -408,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
             gate = bool(args.site_isolation_allow_all or args.site_isolation_deny_all
                         or args.site_isolation_allow or args.site_isolation_toggle_mode)
             admin.warnings += commit(st, cfg, users=users, rebuild=rebuild,
-                                     gate=gate)
+                                     gate=gate, others=sorted(admin.others))
             if args.site_isolation_enable or args.site_isolation_regenerate:
                 _report_links(st, cfg, users or [])
             for line in admin.warnings:

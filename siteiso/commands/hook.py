@@ -58,8 +58,7 @@ def run(args: argparse.Namespace) -> int:
         elif args.hook == "post_modify_user" and args.action == "delete":
             for site in st.sites_of(user):
                 st.sites.pop(site.token, None)
-                for name in site.names:
-                    st.php_kept.pop(name, None)
+            st.forget_kept(user)
             st.denied = [u for u in st.denied if u != user]
             st.allowed = [u for u in st.allowed if u != user]
             log.info("user %s deleted: its sites are no longer isolated", user)
@@ -136,6 +135,12 @@ def _rename_user(st: State, cfg: config.Config, admin: Admin, user: str,
                            "run this hook after the panel has renamed the account")
     for site in sites:
         site.owner = acct.name
+    if new != user:
+        # Kept settings follow only a rename the sites' uid proved.
+        if sites:
+            st.rename_kept(user, new)
+        else:
+            st.forget_kept(user)
     st.denied = [new if u == user else u for u in st.denied]
     st.allowed = [new if u == user else u for u in st.allowed]
     log.info("user %s renamed to %s: isolation kept", user, new)

@@ -160,6 +160,9 @@ class _Entry:
     kind: str
     parent: str | None
     docroot: str
+    # The name as the file spells it: a mapped spelling of a name (soft
+    # hyphen, full-width letters) never outweighs the name itself.
+    raw: str = ""
 
 
 def _read(path: str, limit: int) -> str | None:
@@ -195,9 +198,13 @@ class CpanelPanel:
         if owner is not None:
             owner = validate_username(owner)
         entries = self._entries(owner)
-        if owner is not None:
-            entries = [e for e in entries if e.user == owner]
-        return self._records(entries)
+        if owner is None:
+            return self._records(entries)
+        # The owner's names with every entry for them (another account may
+        # list the same name): which record stands is decided over all.
+        names = {e.name for e in entries if e.user == owner}
+        records = self._records([e for e in entries if e.name in names])
+        return {n: r for n, r in records.items() if r.owner == owner}
 
     def domain(self, name: str) -> DomainRecord | None:
         name = normalize_domain(name)
@@ -246,6 +253,7 @@ class CpanelPanel:
                 kind=kind,
                 parent=normalize_domain(parent) if parent else None,
                 docroot=docroot,
+                raw=name.strip(),
             )
         except InvalidName as e:
             log.warning("%s: skipping domain %s: %s", source, quote(name), e.message)
@@ -349,7 +357,8 @@ class CpanelPanel:
             docroot = _scalar(info, "documentroot") or entry.docroot
             php = php_version_of(_scalar(info, "phpversion"))
             record = make_record(
-                source, entry.name, entry.user, docroot, entry.kind == "main", php
+                source, entry.raw or entry.name, entry.user, docroot,
+                entry.kind == "main", php
             )
             if record is not None:
                 records.append(record)

@@ -166,7 +166,7 @@ def include_text(acct: Account, token: str, docroot: str, handler: str,
     roots = [docroot, *(c for c in configured if c != docroot)]
     nested = sorted({d for d in all_docroots if d != docroot and inside(d, docroot)})
     lines = [
-        "# siteiso: this site is isolated; generated, do not edit.",
+        f"{include_mark(token)}; generated, do not edit.",
         "<IfModule mod_suexec.c>",
         f"    SuexecUserGroup {acct.name} {acct.name}",
         "</IfModule>",
@@ -281,12 +281,24 @@ def write_include(path: str, text: str) -> bool:
     return True
 
 
-def remove_include(path: str) -> bool:
+def include_mark(token: str) -> str:
+    """The first line of a site's include: whose it is."""
+    return f"# siteiso: site {token} is isolated"
+
+
+def remove_include(path: str, token: str) -> bool:
+    """Remove the site's include at path, and only its: a name that moved
+    to another account's site has that site's include there now."""
     try:
-        os.unlink(path)
-        return True
+        with open(path, encoding="utf-8") as f:
+            first = f.readline()
     except FileNotFoundError:
         return False
+    if not first.startswith(include_mark(token) + ";"):
+        return False
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    return True
 
 
 def reload(layout: Layout) -> None:

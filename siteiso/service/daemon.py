@@ -270,22 +270,26 @@ def perform(uid: int, command: str, domains: list[str]) -> dict[str, object]:
                 names = list(dict.fromkeys(normalize_domain(d) for d in domains))
                 panel = panels.get_panel(cfg)
                 # Another account's domain reads as a missing one: a user
-                # learns nothing about domains it does not own.
+                # learns nothing about domains it does not own. Enable goes
+                # by the panel (a name recorded for its previous owner moves);
+                # disable by the record, else the panel.
+                enable = command == "site-isolation-enable"
                 for d in names:
-                    site = st.site_of(d)
+                    site = None if enable else st.site_of(d)
                     rec = panel.domain(d) if site is None else None
                     owner = site.owner if site is not None else (
                         rec.owner if rec is not None else None)
                     if owner != acct.name:
                         raise DomainNotFound(d)
                 admin = Admin(cfg)
-                if command == "site-isolation-enable":
+                if enable:
                     admin.enable(st, names)
                 else:
                     admin.disable(st, names)
-                # Only the caller's views: another account's home can
-                # neither fail this request nor appear in its answer.
-                for line in commit(st, cfg, users=[acct.name]):
+                # The caller's views; another account's home can neither
+                # fail this request nor appear in its answer.
+                for line in commit(st, cfg, users=[acct.name],
+                                   others=sorted(admin.others)):
                     log.warning("%s", line)
                 log.info("%s: %s %s (cagefsctl-user)", acct.name, command,
                          ",".join(names))
@@ -737,13 +741,22 @@ class Daemon:
                 with contextlib.suppress(KeyError):
                     pwd.getpwnam(name)
                     existing.append(name)
-            if existing and (users - {STATE_CHANGED}):
+            if not users - {STATE_CHANGED}:
+                existing = []
+            # One account at a time: a home that fails its user's views
+            # undoes that user's change only.
+            for name in existing:
                 admin = Admin(cfg)
-                admin.regenerate(st, existing)
-                for line in admin.warnings + commit(st, cfg, users=existing):
-                    log.warning("siteisod: %s", line)
+                try:
+                    admin.regenerate(st, [name])
+                    for line in admin.warnings + commit(st, cfg, users=[name]):
+                        log.warning("siteisod: %s", line)
+                except SiteisoError as e:
+                    log.error("siteisod: regenerate of %s: %s", name, e.message)
+                    st = load()       # as recorded: the change was undone
+                    continue
                 log.info("siteisod: regenerated %s after a docroot or panel change",
-                         ", ".join(existing))
+                         name)
         self._rewatch()
 
     # ---- deadlines -----------------------------------------------------------

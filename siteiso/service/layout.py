@@ -102,14 +102,41 @@ CPANEL = Layout(
     apache_module_conf="/etc/apache2/conf.modules.d/900_mod_siteiso.conf")
 
 
+_MARKS = ("/usr/local/cpanel/version", "/etc/debian_version", "/etc/redhat-release")
+# What detect found, by what it looked at: a converge asks once per user,
+# and listing /usr/sbin each time was a tenth of a remount of every user.
+_seen: dict[tuple[object, ...], Layout] = {}
+
+
+def _mtime(path: str) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return -1
+
+
 def detect(root: str = "/") -> Layout:
-    def has(p: str) -> bool:
-        return os.path.exists(os.path.join(root, p.lstrip("/")))
-    if has("/usr/local/cpanel/version"):
+    def at(p: str) -> str:
+        return os.path.join(root, p.lstrip("/"))
+    marks = tuple(os.path.exists(at(m)) for m in _MARKS)
+    # A php-fpm installed or removed changes /usr/sbin's mtime (long-lived
+    # siteisod sees it).
+    key = (root, marks, _mtime(at("/usr/sbin")))
+    found = _seen.get(key)
+    if found is None:
+        if len(_seen) > 16:
+            _seen.clear()
+        found = _seen[key] = _detect(marks)
+    return found
+
+
+def _detect(marks: tuple[bool, ...]) -> Layout:
+    cpanel, debian, redhat = marks
+    if cpanel:
         return CPANEL
-    if has("/etc/debian_version"):
+    if debian:
         return Layout(**{**DEBIAN.__dict__,
                          "php_fpm": _first("/usr/sbin/php-fpm*", DEBIAN.php_fpm)})
-    if has("/etc/redhat-release"):
+    if redhat:
         return EL
     return DEBIAN

@@ -43,6 +43,9 @@ def fault(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+KEPT_FOR = "kept_for"
+
+
 @dataclass
 class Site:
     token: str
@@ -61,8 +64,29 @@ class State:
     denied: list[str] = field(default_factory=list)
     allowed: list[str] = field(default_factory=list)
     sites: dict[str, Site] = field(default_factory=dict)
-    # Per-domain PHP settings kept across disable (§5): domain → settings.
+    # Per-domain PHP settings kept across disable (§5): domain → settings,
+    # with the account they were kept for (KEPT_FOR): a name that moves to
+    # another account does not bring its old owner's choices.
     php_kept: dict[str, dict[str, object]] = field(default_factory=dict)
+
+    def keep_php(self, name: str, site: Site) -> None:
+        self.php_kept[name] = {**site.php, KEPT_FOR: site.owner}
+
+    def kept_php(self, name: str, owner: str) -> dict[str, object]:
+        kept = self.php_kept.get(name, {})
+        if kept.get(KEPT_FOR) != owner:
+            return {}
+        return {k: v for k, v in kept.items() if k != KEPT_FOR}
+
+    def forget_kept(self, owner: str) -> None:
+        self.php_kept = {n: k for n, k in self.php_kept.items()
+                         if k.get(KEPT_FOR) != owner}
+
+    def rename_kept(self, old: str, new: str) -> None:
+        """A renamed account keeps its settings."""
+        for kept in self.php_kept.values():
+            if kept.get(KEPT_FOR) == old:
+                kept[KEPT_FOR] = new
 
     def allowed_user(self, user: str) -> bool:
         if not self.flag:

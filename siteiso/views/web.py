@@ -56,7 +56,7 @@ def converge_sites(acct: Account, sites: list[SiteInput], cfg: Config,
                 wanted.add(path)
                 changed |= apache.write_include(path, text)
         for stale in _recorded(acct.uid, s.token) - wanted:
-            changed |= apache.remove_include(stale)
+            changed |= apache.remove_include(stale, s.token)
         with open(_record(acct.uid, s.token), "w", encoding="utf-8") as f:
             f.write("\n".join(sorted(wanted)) + "\n")
     for token in gone:
@@ -104,7 +104,7 @@ def _stop_fpm(token: str, grace: float, forget: bool = False) -> None:
 def _forget(uid: int, token: str, acct: Account | None) -> bool:
     changed = False
     for path in _recorded(uid, token):
-        changed |= apache.remove_include(path)
+        changed |= apache.remove_include(path, token)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(_record(uid, token))
     if acct is not None:

@@ -143,7 +143,7 @@ def test_settings_are_kept_across_disable_and_enable(php_server, loss):
     for args in lose:
         ok(sbx, *args)
     kept = json.loads(sbx.read("/var/lib/siteiso/state.json"))["php_kept"][A]
-    assert kept == before
+    assert kept == {**before, "kept_for": "john"}
     for args in allow_again:
         ok(sbx, *args)
     ok(sbx, "--site-isolation-enable", A)
