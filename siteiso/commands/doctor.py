@@ -7,45 +7,149 @@ import glob
 import os
 import subprocess
 
-from siteiso import accounts, config, paths, platform
-from siteiso.service import layout, pools
-from siteiso.state import load
+from siteiso import accounts, config, panels, paths, platform
+from siteiso.service import apache, layout, pools, vhosts
+from siteiso.state import State, load
 
 Row = tuple[str, str, str, bool]     # (status, name, detail, fatal)
 
 
-def _include_checks() -> list[Row]:
-    """Is each isolated site's vhost include really loaded by Apache? A site
-    whose include is not is served outside its view (fatal)."""
-    lay = layout.detect()
-    try:
-        st = load()
-    except Exception as e:  # noqa: BLE001 - doctor reports, never fails early
-        return [("MISSING", "state", str(e), True)]
+def _include_checks(st: State, lay: layout.Layout) -> list[Row]:
+    """Does every vhost that answers an isolated site's name load that
+    site's include? Where one does not, the site is served outside its view
+    (fatal). One include a vhost serves all the names it answers."""
     if not st.sites:
         return [("ok", "web-includes", "no isolated site", False)]
     try:
-        dump = subprocess.run([lay.apache_ctl, "-t", "-D", "DUMP_INCLUDES"],
-                              capture_output=True, text=True, timeout=30).stdout
+        listing = _ctl(lay, "-S").stdout
+        dump = _ctl(lay, "-t", "-D", "DUMP_INCLUDES").stdout
     except (OSError, subprocess.TimeoutExpired):
         return [("MISSING", "web-includes", "Apache's control program "
                  f"{lay.apache_ctl} was not found", True)]
+    hosts = vhosts.parse_vhosts(listing)
+    included = vhosts.parse_includes(dump)
     rows: list[Row] = []
     for site in st.sites.values():
         for name in site.names:
-            for inc in lay.includes_for(site.owner, name):
-                if inc in dump:
-                    rows.append(("ok", "web-include", f"{name}: {inc}", False))
-                elif os.path.exists(inc):
-                    rows.append(("MISSING", "web-include", (
-                        f"{name}: Apache does not load {inc}, so the site is "
-                        f"served outside its view: add `IncludeOptional {inc}` to "
-                        f"the {name} vhost (then apachectl graceful)"), True))
-                else:
-                    rows.append(("MISSING", "web-include", (
-                        f"{name}: {inc} was not written (cagefsctl --remount "
-                        f"{site.owner} writes it again)"), True))
+            incs = lay.includes_for(site.owner, name)
+            if not any(os.path.exists(i) for i in incs):
+                rows.append(("MISSING", "web-include", (
+                    f"{name}: {incs[0]} was not written (cagefsctl --remount "
+                    f"{site.owner} writes it again)"), True))
+                continue
+            serving = [v for v in hosts if v.answers(name)]
+            if not serving:
+                rows.append(("WARNING", "web-include", (
+                    f"{name}: no vhost names it (Apache's default vhost answers "
+                    "it, not the site)"), False))
+            for v in serving:
+                files = vhosts.included_by(v, hosts, included)
+                mine = [f for f in files if vhosts.include_token(f) == site.token]
+                if mine:
+                    rows.append(("ok", "web-include", f"{name}: {mine[0]}", False))
+                    continue
+                inc = incs[-1] if v.port == 443 else incs[0]
+                others = [f for f in files if vhosts.include_token(f)]
+                why = (f"; it loads {others[0]}, another isolated site's (one "
+                       "include a vhost: its ServerName's site)" if others else "")
+                rows.append(("MISSING", "web-include", (
+                    f"{name}: the vhost at {v.where} answers it without its "
+                    f"site's include, so the site is served outside its view{why}: "
+                    f"add `IncludeOptional {inc}` to the {name} vhost (then "
+                    "apachectl graceful)"), True))
     return rows
+
+
+def _ctl(lay: layout.Layout, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([lay.apache_ctl, *args], capture_output=True, text=True,
+                          timeout=30)
+
+
+def _apache_rows(st: State, cfg: config.Config, lay: layout.Layout,
+                 mods: str | None) -> list[Row]:
+    """Apache must accept its configuration, and have what the configured
+    handler's includes use. Fatal only while a site is isolated."""
+    if mods is None:
+        return [("MISSING" if st.sites else "note", "web-server",
+                 f"{lay.apache_ctl} was not found", bool(st.sites))]
+    bad = apache.config_error(lay)
+    if bad is not None:
+        return [("FAIL", "web-config", f"Apache's configuration test fails: {bad} "
+                 "(a reload keeps the old configuration, a restart fails: "
+                 "isolated sites' includes are not in effect)", bool(st.sites))]
+    rows: list[Row] = [("ok", "web-config", "Apache accepts its configuration",
+                        False)]
+    need = {"cgi": ("suexec", "actions", "cgid|cgi"), "fcgid": ("suexec", "fcgid"),
+            "fpm": ("proxy_fcgi",)}.get(cfg.handler, ())
+    loaded = {m.strip().split()[0] for m in mods.splitlines() if "_module" in m}
+    missing = [alt.split("|")[0] for alt in need
+               if not any(f"{m}_module" in loaded for m in alt.split("|"))]
+    if missing:
+        rows.append(("MISSING", "web-modules", (
+            f"handler {cfg.handler} needs Apache's {', '.join(missing)} "
+            f"module(s): without them an isolated site's PHP fails or runs "
+            f"outside its view (a2enmod {' '.join(missing)}, then a full "
+            "apachectl restart)"), bool(st.sites)))
+    else:
+        rows.append(("ok", "web-modules", f"what handler {cfg.handler} needs is "
+                     "loaded", False))
+    if "suexec" in need:
+        rows.append(_suexec_row(st, lay))
+    return rows
+
+
+def _suexec_row(st: State, lay: layout.Layout) -> Row:
+    """suexec runs only programs below its docroot: the sites' wrappers live
+    in the homes. Debian's suexec-custom reads it from a file; the pristine
+    build has /var/www compiled in."""
+    homes = sorted({os.path.dirname(a.home.rstrip("/")) or "/"
+                    for a in _owners(st)})
+    root = None
+    if lay.suexec_docroot_file and os.path.realpath(lay.suexec).endswith("-custom"):
+        try:
+            with open(lay.suexec_docroot_file, encoding="utf-8") as f:
+                root = f.readline().strip()
+        except OSError:
+            root = None
+    elif lay.name == "debian":
+        root = "/var/www"
+    if root is None or not homes:
+        return ("ok", "suexec", "docroot not checked here", False)
+    outside = [h for h in homes if not (h + "/").startswith(root.rstrip("/") + "/")]
+    if outside:
+        fix = (f"update-alternatives --set suexec {lay.suexec}-custom and put "
+               f"{outside[0]} on the first line of {lay.suexec_docroot_file}"
+               if lay.suexec_docroot_file else "a suexec built for the homes")
+        return ("MISSING", "suexec", (
+            f"its docroot is {root}, so it refuses the sites' wrappers under "
+            f"{', '.join(outside)} (every isolated PHP request fails): {fix}"),
+            bool(st.sites))
+    return ("ok", "suexec", f"docroot {root} holds the homes", False)
+
+
+def _owners(st: State) -> list[accounts.Account]:
+    cfg = config.load()
+    out = []
+    for owner in sorted({s.owner for s in st.sites.values()}):
+        try:
+            out.append(accounts.lookup(owner, cfg))
+        except Exception:  # noqa: BLE001 - doctor reports, never fails early
+            continue
+    return out
+
+
+def _panel_row(cfg: config.Config) -> Row:
+    """Which panel siteiso reads, and how many domains it gives."""
+    try:
+        panel = panels.get_panel(cfg)
+        n = len(panel.domains())
+    except Exception as e:  # noqa: BLE001 - doctor reports, never fails early
+        return ("WARNING", "panel", f"cannot read the panel: {e}", False)
+    if not n:
+        return ("WARNING", "panel", f"{panel.name}: no domains (enable answers "
+                "'Please specify existing domain name'; see the README's first "
+                "steps)", False)
+    return ("ok", "panel", f"{panel.name}: {n} domain(s)", False)
 
 
 def _database_warnings() -> list[Row]:
@@ -162,10 +266,19 @@ def doctor() -> int:
     note = " (shared files are not isolated)" if cfg.home_mode == "shared" else ""
     print(f"siteiso doctor: layout {layout.detect().name}, home mode "
           f"{cfg.home_mode}{note}")
-    mods = _apache_modules(layout.detect())
+    lay = layout.detect()
+    mods = _apache_modules(lay)
+    try:
+        st = load()
+    except Exception as e:  # noqa: BLE001 - doctor reports, never fails early
+        print(f"MISSING state  {e}")
+        return 1
+    web = _apache_rows(st, cfg, lay, mods)
+    if not any(r[0] == "FAIL" for r in web):
+        # What Apache lists is only whole when it accepts its configuration.
+        web += [*_include_checks(st, lay), *_guard_rows(mods), *_lua_rows(mods)]
     rows = [*platform.doctor_rows(), _landlock_row(), _daemon_row(),
-            *_include_checks(), *_database_warnings(), *_pool_rows(),
-            *_guard_rows(mods), *_lua_rows(mods)]
+            _panel_row(cfg), *web, *_database_warnings(), *_pool_rows()]
     for line in platform.format_rows(rows):
         print(line)
     fatal = [r for r in rows if r[3]]

@@ -35,6 +35,7 @@ from collections.abc import Sequence
 
 from siteiso import paths, sysapi
 from siteiso.accounts import Account
+from siteiso.errors import EngineError
 from siteiso.plan.sites import inside
 from siteiso.service.layout import Layout
 
@@ -301,6 +302,22 @@ def remove_include(path: str, token: str) -> bool:
     return True
 
 
+def config_error(layout: Layout) -> str | None:
+    """None when Apache accepts its configuration, else its first complaint."""
+    try:
+        r = subprocess.run([layout.apache_ctl, "-t"], capture_output=True,
+                           text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"{layout.apache_ctl} -t did not run: {e}"
+    if r.returncode == 0:
+        return None
+    said = [ln.strip() for ln in (r.stderr + r.stdout).splitlines() if ln.strip()]
+    if not said:
+        return f"{layout.apache_ctl} -t exited {r.returncode}"
+    # "AH00526: Syntax error on line N of F:" is followed by what is wrong.
+    return " ".join(said[:2]) if said[0].endswith(":") else said[0]
+
+
 def reload(layout: Layout) -> None:
     """Graceful reload when Apache runs here; nothing when it does not.
 
@@ -312,7 +329,15 @@ def reload(layout: Layout) -> None:
     master = _apache_master()
     if master is None:
         return
-    ctl = "apache2ctl" if layout.name == "debian" else "apachectl"
+    # Apache keeps running its old configuration when the new one fails:
+    # the includes just written would not be in effect (sites served
+    # outside their views while recorded as isolated).
+    bad = config_error(layout)
+    if bad is not None:
+        raise EngineError(f"Apache's configuration test fails ({bad}): it keeps "
+                          "its old configuration, so this change cannot take "
+                          "effect; fix it (apachectl -t) and run the command again")
+    ctl = layout.apache_ctl
     os.makedirs(paths.RUN, mode=0o755, exist_ok=True)
     fd = os.open(f"{paths.RUN}/apache-reload.lock", os.O_RDWR | os.O_CREAT
                  | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)

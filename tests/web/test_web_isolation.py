@@ -4,6 +4,7 @@ siblings once isolated (SPEC §8, §4)."""
 from __future__ import annotations
 
 import pytest
+from webserver import SITES
 
 from siteiso import paths
 
@@ -162,3 +163,84 @@ def test_doctor_says_whether_each_isolated_sites_include_is_loaded(web):
     assert f"add `IncludeOptional /etc/apache2/siteiso/{B}.conf` to the {B} vhost" \
         in missing
     assert lines[-1] == "siteiso doctor: 1 problem(s) keep isolation from working"
+
+
+def _doctor(sbx):
+    r = sbx.run(["siteiso", "doctor"], check=False)
+    return r.returncode, r.stdout.splitlines()
+
+
+def _rows(lines, name):
+    return [ln.split(None, 2) for ln in lines if ln.split()[1:2] == [name]]
+
+
+def test_one_include_serves_every_name_its_vhost_answers(web):
+    """www.a.example is a ServerAlias of a.example's vhost and a second name
+    of its site: that vhost's one include covers it. A vhost that loads
+    another isolated site's include instead is named."""
+    sbx = web.sbx
+    sbx.sh(f"sed -i 's/ServerName {A}$/ServerName {A}\\n    ServerAlias www.{A}/' "
+           f"/etc/apache2/sites-enabled/{A}.conf && apache2ctl graceful")
+    sbx.set_domains({**SITES, f"www.{A}": SITES[A]})
+    enable(sbx, A, f"www.{A}", B)
+    code, lines = _doctor(sbx)
+    assert code == 0, lines
+    inc = f"/etc/apache2/siteiso/{A}.conf"
+    assert ["ok", "web-include", f"www.{A}: {inc}"] in _rows(lines, "web-include")
+    assert web.get(f"www.{A}", "/index.php") == (200, "hello from a.example")
+    assert not web.probe(A, "read", B_SECRET)["ok"]
+    # a.example's vhost is given b.example's include in place of its own.
+    sbx.sh(f"sed -i 's#siteiso/{A}.conf#siteiso/{B}.conf#' "
+           f"/etc/apache2/sites-enabled/{A}.conf")
+    code, lines = _doctor(sbx)
+    assert code == 1
+    (row,) = [r for r in _rows(lines, "web-include") if r[2].startswith(f"{A}: ")]
+    assert row[0] == "MISSING"
+    assert f"it loads /etc/apache2/siteiso/{B}.conf, another isolated site's" in row[2]
+
+
+def test_a_configuration_apache_rejects_fails_the_command_and_changes_nothing(web):
+    """Apache keeps its old configuration when the new one fails its test:
+    the include would not be in effect while the site is recorded as
+    isolated. The command fails, says why, and changes nothing; doctor
+    names it."""
+    sbx = web.sbx
+    enable(sbx, A)
+    sbx.write("/etc/apache2/conf-enabled/broken.conf", "NoSuchDirective on\n")
+    r = sbx.cagefsctl("--site-isolation-enable", B)
+    assert r.returncode == 1
+    assert "Apache's configuration test fails" in r.stderr
+    assert "NoSuchDirective" in r.stderr
+    assert sbx.cagefsctl("--site-isolation-list").stdout == \
+        f"Domains with enabled website isolation for user john:\n{A}\n"
+    assert not sbx.exists(f"/etc/apache2/siteiso/{B}.conf")
+    code, lines = _doctor(sbx)
+    assert code == 1
+    (row,) = _rows(lines, "web-config")
+    assert row[0] == "FAIL" and "NoSuchDirective" in row[2]
+    sbx.run(["rm", "/etc/apache2/conf-enabled/broken.conf"])
+    r = sbx.cagefsctl("--site-isolation-enable", B)
+    assert r.returncode == 0, r.stderr
+    assert web.get(B, "/index.php") == (200, "hello from b.example")
+    assert not web.probe(B, "read", "/home/john/public_html/wp-config.php")["ok"]
+
+
+def test_doctor_names_a_missing_module_and_a_suexec_docroot_that_refuses(web):
+    sbx = web.sbx
+    enable(sbx, A)
+    code, lines = _doctor(sbx)
+    assert code == 0, lines
+    assert _rows(lines, "web-modules")[0][0] == "ok"
+    assert _rows(lines, "suexec")[0][:2] == ["ok", "suexec"]
+    sbx.sh("a2dismod -q cgid >/dev/null && "
+           "printf '/var/www\\npublic_html\\n' > /etc/apache2/suexec/www-data")
+    code, lines = _doctor(sbx)
+    assert code == 1
+    (mods,) = _rows(lines, "web-modules")
+    assert mods[0] == "MISSING" and "needs Apache's cgid module" in mods[2]
+    (suexec,) = _rows(lines, "suexec")
+    assert suexec[0] == "MISSING" and "its docroot is /var/www" in suexec[2]
+    # It is true: with that docroot suexec refuses the site's wrapper.
+    sbx.run(["a2enmod", "-q", "cgid"])
+    sbx.run(["apache2ctl", "restart"])
+    assert web.get(A, "/index.php")[0] == 500
