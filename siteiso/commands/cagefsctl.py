@@ -316,9 +316,10 @@ class Admin:
         return "\n".join(blocks)
 
 
-def _report_links(st: State, cfg: config.Config, users: list[str]) -> None:
-    """Hard links and symlinks between sites' trees (§4.9): warned about on
-    stderr and in the log, never an error."""
+def _report(st: State, cfg: config.Config, users: list[str], links: bool) -> None:
+    """What the admin should know about the users' sites, warned about on
+    stderr and in the log, never an error: the sites.d lines left out, and
+    (`links`) hard links and symlinks between the sites' trees (§4.9)."""
     from siteiso.views import engine as views_engine
     from siteiso.views.links import find_links
     for user in users:
@@ -326,7 +327,12 @@ def _report_links(st: State, cfg: config.Config, users: list[str]) -> None:
             acct = accounts.lookup(user, cfg)
         except SiteisoError:
             continue
-        for line in find_links(acct.home, views_engine.site_inputs(st, acct, cfg)):
+        sites = st.sites_of(user)
+        lines = [p for site in sites for p in views_engine.sites_d_paths(
+            site, acct, cfg.hidden, [s.docroot for s in sites])[1]]
+        if links:
+            lines += find_links(acct.home, views_engine.site_inputs(st, acct, cfg))
+        for line in lines:
             print(f"warning: {line}", file=sys.stderr)
             log.warning("%s: %s", user, line)
 
@@ -427,8 +433,9 @@ def main(argv: list[str] | None = None) -> int:
                         or args.site_isolation_allow or args.site_isolation_toggle_mode)
             admin.warnings += commit(st, cfg, users=users, rebuild=rebuild,
                                      gate=gate, others=sorted(admin.others))
-            if args.site_isolation_enable or args.site_isolation_regenerate:
-                _report_links(st, cfg, users or [])
+            if args.site_isolation_enable or args.site_isolation_regenerate \
+                    or args.remount:
+                _report(st, cfg, users or [], links=not args.remount)
             for line in admin.warnings:
                 print(f"warning: {line}", file=sys.stderr)
                 log.warning("%s", line)

@@ -201,9 +201,12 @@ def _home_entries(acct: Account) -> tuple[str, ...]:
 def site_inputs(st: State, acct: Account, cfg: Config,
                 web: dict[str, str] | None = None) -> list[SiteInput]:
     out = []
-    for s in st.sites_of(acct.name):
+    sites = st.sites_of(acct.name)
+    docroots = [s.docroot for s in sites]
+    for s in sites:
+        extra = _sites_d_paths(s, acct, cfg.hidden, docroots)
         out.append(SiteInput(token=s.token, docroot=s.docroot, names=tuple(s.names),
-                             extra_paths=tuple(_sites_d_paths(s, acct, cfg.hidden)),
+                             extra_paths=tuple(extra),
                              home_mode=s.home or cfg.home_mode, shared=cfg.shared,
                              hidden=cfg.hidden))
     if not web:
@@ -275,12 +278,19 @@ def _listings(acct: Account, cfg: Config, inputs: list[SiteInput]) -> homes.List
     return homes.listings(acct.home, acct.uid, listing_dirs(acct.home, cfg.hidden))
 
 
-def _sites_d_paths(site: Site, acct: Account, hidden: tuple[str, ...]) -> list[str]:
-    """Admin-added site paths: /etc/siteiso/sites.d/<domain>.conf, one a line."""
+def sites_d_paths(site: Site, acct: Account, hidden: tuple[str, ...],
+                  docroots: list[str]) -> tuple[list[str], list[str]]:
+    """Admin-added site paths: /etc/siteiso/sites.d/<domain>.conf, one a
+    line; and why each refused line was left out. A path must resolve in
+    the owner's home like a docroot, and must not be or hold another site's
+    docroot (`docroots`: all the owner's), which would hand that site's
+    files to this one."""
     out: list[str] = []
+    problems: list[str] = []
     for name in site.names:
+        conf = f"{paths.SITES_D}/{name}.conf"
         try:
-            with open(f"{paths.SITES_D}/{name}.conf", encoding="utf-8") as f:
+            with open(conf, encoding="utf-8") as f:
                 lines = text_lines(f.read())
         except FileNotFoundError:
             continue
@@ -289,11 +299,25 @@ def _sites_d_paths(site: Site, acct: Account, hidden: tuple[str, ...]) -> list[s
             if not line or line.startswith("#"):
                 continue
             try:
-                out.append(resolve_docroot(acct, line, hidden))
-            except SiteisoError as e:   # a bad admin path is skipped, logged
-                log.warning("%s/%s.conf: skipping %s: %s", paths.SITES_D, name,
-                            quote(line), e.message)
-    return out
+                path = resolve_docroot(acct, line, hidden)
+            except SiteisoError as e:
+                problems.append(f"{conf}: skipping {quote(line)}: {e.message}")
+                continue
+            held = [d for d in docroots if d != site.docroot and inside(d, path)]
+            if held:
+                problems.append(f"{conf}: skipping {quote(line)}: it holds "
+                                f"{held[0]}, the docroot of another site")
+                continue
+            out.append(path)
+    return out, problems
+
+
+def _sites_d_paths(site: Site, acct: Account, hidden: tuple[str, ...],
+                   docroots: list[str]) -> list[str]:
+    found, problems = sites_d_paths(site, acct, hidden, docroots)
+    for line in problems:        # a bad admin path is skipped, logged
+        log.warning("%s", line)
+    return found
 
 
 # ---- holders -----------------------------------------------------------------
