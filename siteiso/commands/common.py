@@ -26,6 +26,20 @@ class Parser(argparse.ArgumentParser):
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
 
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        # An option nobody defines is named first: otherwise a mistyped one
+        # (`--site-isolation-ena x.com`) is reported as a missing choice.
+        given = sys.argv[1:] if args is None else list(args)
+        if self._subparsers is not None:
+            given = []          # each subcommand's parser checks its own
+        for arg in given:
+            if arg == "--":
+                break
+            name = arg.split("=", 1)[0]
+            if name.startswith("--") and name not in self._option_string_actions:
+                self.error(f"unrecognized option {name}")
+        return super().parse_known_args(args, namespace)
+
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         print(f"{self.prog}: error: {message}", file=sys.stderr)

@@ -96,6 +96,16 @@ def test_usage_errors_exit_2_and_change_nothing(server, args):
     assert state(server) == before
 
 
+def test_a_mistyped_option_is_named(server):
+    r = server.cagefsctl("--site-isolation-ena", "example.com")
+    assert r.returncode == 2
+    assert r.stderr.endswith(
+        "cagefsctl: error: unrecognized option --site-isolation-ena\n")
+    r = server.run(["selectorctl", "--domian", "example.com", "--list"],
+                   check=False)
+    assert r.returncode == 2 and "unrecognized option --domian" in r.stderr
+
+
 def test_unknown_user(server):
     assert fails(server, "--site-isolation-allow", "nosuch") == \
         "User nosuch does not exist"
