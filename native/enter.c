@@ -71,7 +71,7 @@ static _Noreturn void usage(void)
 /* ---- where the caller is, where it may go ------------------------------------------- */
 
 /* The caller's own index: root-owned, writable by root only, never through a symlink. */
-static void read_index(uid_t uid, struct index *idx)
+static void read_index(uid_t uid, const char *what, struct index *idx)
 {
         char path[64];
         struct stat st;
@@ -101,6 +101,9 @@ static void read_index(uid_t uid, struct index *idx)
                                              RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
                                              RESOLVE_NO_MAGICLINKS);
         if (fd < 0) {
+                if (errno == ENOENT && what[0] != '\0')
+                        die("cannot enter %s: not one of your isolated sites (uid %u has none)",
+                            what, (unsigned)uid);
                 if (errno == ENOENT)
                         die("cannot enter: uid %u has no isolated site (no %s)", (unsigned)uid,
                             path);
@@ -583,7 +586,7 @@ int main(int argc, char **argv)
         if (e.argv[0][0] == '\0')
                 usage();
 
-        read_index(e.uid, &idx);
+        read_index(e.uid, what, &idx);
         const struct index_rec *inside = caller_view(&idx);
         e.rec = choose_target(&idx, inside, e.mode, what);
         e.inside = inside != NULL;

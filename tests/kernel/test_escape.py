@@ -156,7 +156,9 @@ def test_root_is_refused(iso):
 
 def test_other_user_cannot_enter_johns_site(iso):
     r = enter(iso, A, "cat", A_SECRET, user="jane")
-    assert r.returncode != 0 and "secret" not in r.stdout
+    assert r.returncode == 125 and "secret" not in r.stdout
+    assert r.stderr == (f"siteiso-enter: cannot enter {A}: not one of your "
+                        f"isolated sites (uid {iso.users['jane'].uid} has none)\n")
 
 
 def test_a_short_command_line_gets_the_commands_own_usage(iso):
