@@ -115,6 +115,19 @@ class Demo:
         self.say("Each site still serves its own pages:")
         for domain in DOMAINS:
             self.curl(domain, "/index.php", f"hello from {domain}")
+        self.say("This Apache was prepared as the README's first steps say "
+                 "(actions, cgid and suexec enabled, suexec-custom's docroot "
+                 "/home), and each vhost has one line that loads siteiso's "
+                 "include for its domain while the domain is isolated. siteiso "
+                 "doctor checks all of it (here its web lines):")
+        self.run("grep IncludeOptional /etc/apache2/sites-enabled/a.example.conf")
+        out = self.run("siteiso doctor | grep -E '^[A-Za-z]+ +(panel|web-|suexec)'")
+        rows = [line.split()[:3] for line in out.splitlines()]
+        for domain in ("a.example", "b.example", "shop.a.example"):
+            if ["ok", "web-include", f"{domain}:"] not in rows:
+                self.check(out, f"ok web-include {domain}:")
+        if any(r[0] in ("MISSING", "FAIL") for r in rows if r):
+            self.check(out, "no MISSING or FAIL line")
 
     def isolation(self) -> None:
         self.say("The same views from the shell: cagefs_enter_site runs a command "
