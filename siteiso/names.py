@@ -87,6 +87,19 @@ def _plain_ascii_name(s: str) -> str | None:
     return name
 
 
+def plain_spelling(given: str, canonical: str) -> bool:
+    """Whether `given` spells the canonical name as a panel legitimately
+    would: the A-label form itself, or its U-label form (lower case, no
+    trailing dot), not a spelling that only maps to it (upper case, soft
+    hyphens, full-width letters)."""
+    if given == canonical:
+        return True
+    try:
+        return given == idna.decode(canonical)
+    except (idna.IDNAError, UnicodeError):
+        return False
+
+
 def normalize_domain(s: str) -> str:
     """Return the canonical form of a domain name: the A-label, lower case, no
     trailing dot (IDNA 2008 with UTS 46 mapping, non-transitional).

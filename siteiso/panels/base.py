@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from siteiso.errors import InvalidName
-from siteiso.names import normalize_domain, quote, validate_path, validate_username
+from siteiso.names import (
+    normalize_domain,
+    plain_spelling,
+    quote,
+    validate_path,
+    validate_username,
+)
 
 log = logging.getLogger("siteiso.panels")
 
@@ -114,7 +120,7 @@ def make_record(
             is_main=is_main,
             php_version=php_version,
             php_handler=php_handler,
-            canonical=canonical == name,
+            canonical=plain_spelling(name, canonical),
         )
     except InvalidName as e:
         log.warning("%s: skipping domain %s: %s", source, quote(name), e.message)
@@ -173,6 +179,25 @@ def _handler_of_entry(entry: dict[str, object]) -> str | None:
     return None
 
 
+class JsonObject(dict[str, object]):
+    """A JSON object that keeps every value of a key given more than once
+    (json keeps only the last): a panel listing one name twice, for two
+    accounts, is ambiguous, not the last account's."""
+
+    repeated: dict[str, list[object]]
+
+
+def json_object(pairs: list[tuple[str, object]]) -> JsonObject:
+    """json.loads' object_pairs_hook for panel data."""
+    obj = JsonObject()
+    obj.repeated = {}
+    for key, value in pairs:
+        if key in obj:
+            obj.repeated.setdefault(key, [obj[key]]).append(value)
+        obj[key] = value
+    return obj
+
+
 def parse_domains_data(source: str, data: object) -> dict[str, DomainRecord]:
     """Records from the integration-scripts `domains` format:
     {"example.com": {"owner": "john", "document_root": "/home/john/public_html",
@@ -183,7 +208,10 @@ def parse_domains_data(source: str, data: object) -> dict[str, DomainRecord]:
     if not isinstance(data, dict):
         raise TypeError(f"expected an object of domains, got {type(data).__name__}")
     records = []
-    for name, entry in data.items():
+    repeated = getattr(data, "repeated", {})
+    given = [(name, e) for name, entry in data.items()
+             for e in repeated.get(name, [entry])]
+    for name, entry in given:
         if not isinstance(entry, dict):
             log.warning(
                 "%s: skipping domain %s: its entry is not an object",

@@ -127,22 +127,24 @@ def _scalar(data: Userdata | None, key: str) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _names(source: str, values: object) -> list[str]:
-    """Normalized names from a userdata list; bad ones logged and dropped."""
+def _names(source: str, values: object) -> list[tuple[str, str]]:
+    """(normalized, as written) names from a userdata list; bad ones logged
+    and dropped."""
     out = []
     for value in values if isinstance(values, list) else []:
         try:
-            out.append(normalize_domain(str(value)))
+            out.append((normalize_domain(str(value)), str(value)))
         except InvalidName as e:
             log.warning("%s: skipping domain %s: %s", source, quote(value), e.message)
     return out
 
 
-def _name_map(source: str, values: object) -> dict[str, str]:
+def _name_map(source: str, values: object) -> dict[str, tuple[str, str]]:
+    """addon → (the subdomain that serves it, the addon as written)."""
     out = {}
     for key, value in values.items() if isinstance(values, dict) else []:
         try:
-            out[normalize_domain(str(key))] = normalize_domain(str(value))
+            out[normalize_domain(str(key))] = (normalize_domain(str(value)), str(key))
         except InvalidName as e:
             log.warning("%s: skipping domain %s: %s", source, quote(key), e.message)
     return out
@@ -296,19 +298,22 @@ class CpanelPanel:
             main = self._userdata_file(user, "main")
             if main is None:
                 continue
+            given = _scalar(main, "main_domain") or ""
             try:
-                main_domain = normalize_domain(_scalar(main, "main_domain") or "")
+                main_domain = normalize_domain(given)
             except InvalidName as e:
                 log.warning("%s: skipping account %s: %s", source, user, e.message)
                 continue
-            entries.append(_Entry(main_domain, user, "main", None, ""))
-            for sub in _names(source, main.get("sub_domains")):
-                entries.append(_Entry(sub, user, "sub", main_domain, ""))
+            # Each entry keeps the name as written: a mapped spelling of
+            # another account's name must not count as that name.
+            entries.append(_Entry(main_domain, user, "main", None, "", given))
+            for sub, raw in _names(source, main.get("sub_domains")):
+                entries.append(_Entry(sub, user, "sub", main_domain, "", raw))
             addons = _name_map(source, main.get("addon_domains"))
-            for addon, sub in addons.items():
-                entries.append(_Entry(addon, user, "addon", sub, ""))
-            for parked in _names(source, main.get("parked_domains")):
-                entries.append(_Entry(parked, user, "parked", main_domain, ""))
+            for addon, (sub, raw) in addons.items():
+                entries.append(_Entry(addon, user, "addon", sub, "", raw))
+            for parked, raw in _names(source, main.get("parked_domains")):
+                entries.append(_Entry(parked, user, "parked", main_domain, "", raw))
         return entries
 
     # -- records --------------------------------------------------------------
@@ -327,7 +332,8 @@ class CpanelPanel:
                 main_domain = normalize_domain(_scalar(main, "main_domain") or "")
             except InvalidName as e:
                 log.warning("%s: %s", source, e.message)
-        addons = _name_map(source, (main or {}).get("addon_domains"))
+        addons = {a: sub for a, (sub, _) in
+                  _name_map(source, (main or {}).get("addon_domains")).items()}
         return _Main(main_domain, addons)
 
     def _records(self, entries: list[_Entry]) -> dict[str, DomainRecord]:

@@ -17,6 +17,7 @@ from siteiso.panels.base import (
     MAX_FILE,
     DomainRecord,
     PhpVersion,
+    json_object,
     parse_domains_data,
 )
 
@@ -55,7 +56,7 @@ class EmbeddedPanel:
                 f"cannot read {self.path}: larger than {MAX_FILE >> 20} MiB"
             )
         try:
-            data = json.loads(raw.decode("utf-8"))
+            data = json.loads(raw.decode("utf-8"), object_pairs_hook=json_object)
         except UnicodeDecodeError as e:
             raise PanelError(f"cannot read {self.path}: not UTF-8 ({e})") from e
         except json.JSONDecodeError as e:

@@ -33,6 +33,7 @@ from siteiso.panels.base import (
     DomainRecord,
     PhpVersion,
     clean_text,
+    json_object,
     log,
     parse_domains_data,
     php_version_of,
@@ -261,7 +262,7 @@ class IntegrationPanel:
                 f"{what} printed something that is not UTF-8{failed}"
             ) from e
         try:
-            doc = json.loads(text)
+            doc = json.loads(text, object_pairs_hook=json_object)
         except json.JSONDecodeError as e:
             if e.pos >= len(text.rstrip()):
                 raise PanelError(f"{what} printed truncated JSON{failed}") from e

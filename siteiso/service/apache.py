@@ -282,6 +282,9 @@ def write_include(path: str, text: str) -> bool:
     return True
 
 
+LEGACY_MARK = "# siteiso: this site is isolated;"
+
+
 def include_mark(token: str) -> str:
     """The first line of a site's include: whose it is."""
     return f"# siteiso: site {token} is isolated"
@@ -295,7 +298,9 @@ def remove_include(path: str, token: str) -> bool:
             first = f.readline()
     except FileNotFoundError:
         return False
-    if not first.startswith(include_mark(token) + ";"):
+    # Includes written before they named their site carry LEGACY_MARK: the
+    # site's own record lists the path, so it is this site's.
+    if not first.startswith((include_mark(token) + ";", LEGACY_MARK)):
         return False
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)

@@ -270,17 +270,20 @@ def perform(uid: int, command: str, domains: list[str]) -> dict[str, object]:
                 names = list(dict.fromkeys(normalize_domain(d) for d in domains))
                 panel = panels.get_panel(cfg)
                 # Another account's domain reads as a missing one: a user
-                # learns nothing about domains it does not own. Enable goes
-                # by the panel (a name recorded for its previous owner moves);
-                # disable by the record, else the panel.
+                # learns nothing about domains it does not own. A name must
+                # be the caller's in the record, if it is recorded, and for
+                # enable in the panel too: a user never takes a name from
+                # another account's site (a stale record moves only by the
+                # admin's enable).
                 enable = command == "site-isolation-enable"
                 for d in names:
-                    site = None if enable else st.site_of(d)
-                    rec = panel.domain(d) if site is None else None
-                    owner = site.owner if site is not None else (
-                        rec.owner if rec is not None else None)
-                    if owner != acct.name:
+                    site = st.site_of(d)
+                    if site is not None and site.owner != acct.name:
                         raise DomainNotFound(d)
+                    if site is None or enable:
+                        rec = panel.domain(d)
+                        if rec is None or rec.owner != acct.name:
+                            raise DomainNotFound(d)
                 admin = Admin(cfg)
                 if enable:
                     admin.enable(st, names)

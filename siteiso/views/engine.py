@@ -282,9 +282,10 @@ def sites_d_paths(site: Site, acct: Account, hidden: tuple[str, ...],
                   docroots: list[str]) -> tuple[list[str], list[str]]:
     """Admin-added site paths: /etc/siteiso/sites.d/<domain>.conf, one a
     line; and why each refused line was left out. A path must resolve in
-    the owner's home like a docroot, and must not be or hold another site's
-    docroot (`docroots`: all the owner's), which would hand that site's
-    files to this one."""
+    the owner's home like a docroot, and must not be, hold or lie in another
+    site's docroot (`docroots`: all the owner's), which would hand that
+    site's files to this one; a site nested in another's docroot may add
+    paths there, as its docroot is."""
     out: list[str] = []
     problems: list[str] = []
     for name in site.names:
@@ -307,6 +308,14 @@ def sites_d_paths(site: Site, acct: Account, hidden: tuple[str, ...],
             if held:
                 problems.append(f"{conf}: skipping {quote(line)}: it holds "
                                 f"{held[0]}, the docroot of another site")
+                continue
+            # Inside another site's docroot is that site's, unless the site
+            # itself is nested there (as a nested docroot may be).
+            within = [d for d in docroots if d != site.docroot and inside(path, d)
+                      and not inside(site.docroot, d)]
+            if within:
+                problems.append(f"{conf}: skipping {quote(line)}: it lies in "
+                                f"{within[0]}, the docroot of another site")
                 continue
             out.append(path)
     return out, problems

@@ -820,3 +820,31 @@ def test_integration_works_without_pidfd_open(
     with pytest.raises(PanelError) as e:
         integration(tmp_path, timeout=0.3, domains=str(hang)).domains()
     assert "did not finish within 0.3 s" in e.value.message
+
+
+def test_a_name_listed_twice_for_two_accounts_is_nobodys(tmp_path: Path) -> None:
+    """json keeps the last of a repeated key: the panel reader keeps both,
+    so a name listed for two accounts is ambiguous, not the last one's."""
+    path = tmp_path / "domains.json"
+    path.write_text(
+        '{"jane.example": {"owner": "jane", "document_root": "/home/jane/www"},\n'
+        ' "other.example": {"owner": "john", "document_root": "/home/john/o"},\n'
+        ' "jane.example": {"owner": "john", "document_root": "/home/john/www"}}\n')
+    panel = EmbeddedPanel(str(path))
+    assert panel.domain("jane.example") is None
+    assert set(panel.domains()) == {"other.example"}
+    # The same entry twice is the same record.
+    path.write_text(
+        '{"jane.example": {"owner": "jane", "document_root": "/home/jane/www"},\n'
+        ' "jane.example": {"owner": "jane", "document_root": "/home/jane/www"}}\n')
+    rec = EmbeddedPanel(str(path)).domain("jane.example")
+    assert rec is not None and rec.owner == "jane"
+
+
+def test_an_idns_a_label_and_u_label_are_both_its_own_spellings() -> None:
+    from siteiso.names import plain_spelling
+    a = "xn--bcher-kva.example"
+    assert plain_spelling(a, a) and plain_spelling("bücher.example", a)
+    assert not plain_spelling("Bücher.example", a)
+    assert not plain_spelling("bü\u00adcher.example", a)
+    assert not plain_spelling("example.com.", "example.com")
