@@ -282,6 +282,46 @@ def write_include(path: str, text: str) -> bool:
     return True
 
 
+class IncludeJournal:
+    """Include changes that can be taken back: when Apache rejects the
+    configuration they make, the includes are put back as they were at once
+    (not by a later converge, which a hostile home could fail), so one
+    site's bad include never keeps every later reload from working."""
+
+    def __init__(self) -> None:
+        self.before: list[tuple[str, str | None]] = []   # path, old text (None: absent)
+
+    def _remember(self, path: str) -> None:
+        try:
+            with open(path, encoding="utf-8") as f:
+                self.before.append((path, f.read()))
+        except FileNotFoundError:
+            self.before.append((path, None))
+
+    def write(self, path: str, text: str) -> bool:
+        self._remember(path)
+        if write_include(path, text):
+            return True
+        self.before.pop()
+        return False
+
+    def remove(self, path: str, token: str) -> bool:
+        self._remember(path)
+        if remove_include(path, token):
+            return True
+        self.before.pop()
+        return False
+
+    def undo(self) -> None:
+        for path, text in reversed(self.before):
+            if text is None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+            else:
+                write_include(path, text)
+        self.before = []
+
+
 LEGACY_MARK = "# siteiso: this site is isolated;"
 
 

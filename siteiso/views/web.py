@@ -36,33 +36,42 @@ def converge_sites(acct: Account, sites: list[SiteInput], cfg: Config,
     docroots = [s.docroot for s in sites]
     # The index was just written: the current holder of every site.
     holders = {h.token: h for h in index.read(acct.uid) if h.kind == "site"}
-    changed = False
+    journal = apache.IncludeJournal()
+    records: dict[str, set[str]] = {}    # written once Apache took the includes
     failed: list[str] = []
     # Masters to stop once the web server no longer sends requests to them.
     stop = [(t, True) for t in gone]
-    for s in sites:
-        apache.write_wrappers(acct, s.token, lay)
-        if cfg.handler == "fpm":
-            _ensure_fpm(acct, s, holders.get(s.token), cfg, lay, failed)
-        else:
-            stop.append((s.token, False))  # the handler was switched away from FPM
-        wanted = set()
-        for name in s.names:
-            text = apache.include_text(acct, s.token, s.docroot, cfg.handler,
-                                       docroots, lay,
-                                       fpm_socket=fpm.socket_path(s.token),
-                                       configured=s.configured)
-            for path in lay.includes_for(acct.name, name):
-                wanted.add(path)
-                changed |= apache.write_include(path, text)
-        for stale in _recorded(acct.uid, s.token) - wanted:
-            changed |= apache.remove_include(stale, s.token)
-        with open(_record(acct.uid, s.token), "w", encoding="utf-8") as f:
+    try:
+        for s in sites:
+            apache.write_wrappers(acct, s.token, lay)
+            if cfg.handler == "fpm":
+                _ensure_fpm(acct, s, holders.get(s.token), cfg, lay, failed)
+            else:
+                stop.append((s.token, False))  # the handler was switched from FPM
+            wanted = set()
+            for name in s.names:
+                text = apache.include_text(acct, s.token, s.docroot, cfg.handler,
+                                           docroots, lay,
+                                           fpm_socket=fpm.socket_path(s.token),
+                                           configured=s.configured)
+                for path in lay.includes_for(acct.name, name):
+                    wanted.add(path)
+                    journal.write(path, text)
+            for stale in _recorded(acct.uid, s.token) - wanted:
+                journal.remove(stale, s.token)
+            records[s.token] = wanted
+        for token in gone:
+            _forget_includes(acct.uid, token, journal)
+        _reload(lay, journal)
+    except BaseException:
+        # The includes on disk stay the ones the records name.
+        journal.undo()
+        raise
+    for token, wanted in records.items():
+        with open(_record(acct.uid, token), "w", encoding="utf-8") as f:
             f.write("\n".join(sorted(wanted)) + "\n")
     for token in gone:
-        changed |= _forget(acct.uid, token, acct)
-    if changed:
-        apache.reload(lay)
+        _forget_rest(acct.uid, token, acct)
     for token, forget in stop:
         _stop_fpm(token, cfg.grace_seconds, forget)
     if failed:
@@ -101,16 +110,30 @@ def _stop_fpm(token: str, grace: float, forget: bool = False) -> None:
         log.error("cannot stop php-fpm of site %s: %s", token, e)
 
 
-def _forget(uid: int, token: str, acct: Account | None) -> bool:
-    changed = False
+def _reload(lay: layout.Layout, journal: apache.IncludeJournal) -> None:
+    """Reload Apache for the journal's changes; when it rejects them, they
+    are taken back at once."""
+    if not journal.before:
+        return
+    try:
+        apache.reload(lay)
+    except EngineError:
+        journal.undo()
+        raise
+
+
+def _forget_includes(uid: int, token: str, journal: apache.IncludeJournal) -> None:
     for path in _recorded(uid, token):
-        changed |= apache.remove_include(path, token)
+        journal.remove(path, token)
+
+
+def _forget_rest(uid: int, token: str, acct: Account | None) -> None:
+    """Once Apache no longer names them: the site's record and wrappers."""
     with contextlib.suppress(FileNotFoundError):
         os.unlink(_record(uid, token))
     if acct is not None:
         with contextlib.suppress(Exception):
             apache.remove_wrappers(acct, token)
-    return changed
 
 
 def forget_site(uid: int, h: Holder) -> None:
@@ -122,8 +145,10 @@ def forget_site(uid: int, h: Holder) -> None:
         acct: Account | None = Account(pw.pw_name, pw.pw_uid, pw.pw_gid, pw.pw_dir)
     except KeyError:
         acct = None
-    if _forget(uid, h.token, acct):
-        apache.reload(layout.detect())
+    journal = apache.IncludeJournal()
+    _forget_includes(uid, h.token, journal)
+    _reload(layout.detect(), journal)
+    _forget_rest(uid, h.token, acct)
     # Once the web server no longer sends requests to it; before the engine
     # ends the rest of the site's processes.
     try:

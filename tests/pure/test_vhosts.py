@@ -63,3 +63,22 @@ def test_an_include_names_its_site(tmp_path):
     assert vhosts.include_token(str(mine)) == "0123abcd"
     assert vhosts.include_token(str(other)) is None
     assert vhosts.include_token(str(tmp_path / "missing.conf")) is None
+
+
+def test_include_changes_are_taken_back_as_they_were(tmp_path):
+    from siteiso.service.apache import IncludeJournal
+    kept = tmp_path / "kept.conf"
+    kept.write_text(include_mark("aaaa") + "; old\n")
+    gone = tmp_path / "gone.conf"
+    gone.write_text(include_mark("bbbb") + "; gone\n")
+    new = tmp_path / "sub" / "new.conf"
+    j = IncludeJournal()
+    assert j.write(str(kept), include_mark("aaaa") + "; changed\n")
+    assert not j.write(str(kept), include_mark("aaaa") + "; changed\n")  # same
+    assert j.remove(str(gone), "bbbb")
+    assert not j.remove(str(gone), "bbbb")
+    assert j.write(str(new), include_mark("cccc") + "; new\n")
+    j.undo()
+    assert kept.read_text() == include_mark("aaaa") + "; old\n"
+    assert gone.read_text() == include_mark("bbbb") + "; gone\n"
+    assert not new.exists()

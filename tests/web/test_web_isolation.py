@@ -244,3 +244,26 @@ def test_doctor_names_a_missing_module_and_a_suexec_docroot_that_refuses(web):
     sbx.run(["a2enmod", "-q", "cgid"])
     sbx.run(["apache2ctl", "restart"])
     assert web.get(A, "/index.php")[0] == 500
+
+
+def test_includes_apache_rejects_are_taken_back_at_once(web):
+    """a.example's vhost also loads b.example's include (an admin's slip):
+    once both are isolated, mod_siteiso refuses a vhost of two sites and
+    Apache's configuration test fails. The command fails, and the includes
+    are gone again at once, so Apache still accepts its configuration (no
+    later reload of any account is blocked by them)."""
+    sbx = web.sbx
+    sbx.sh(f"sed -i 's#^\\( *\\)IncludeOptional .*{A}.conf#&\\n\\1IncludeOptional "
+           f"/etc/apache2/siteiso/{B}.conf#' /etc/apache2/sites-enabled/{A}.conf")
+    assert sbx.read(f"/etc/apache2/sites-enabled/{A}.conf").count("Include") == 2
+    r = sbx.cagefsctl("--site-isolation-allow-all")
+    assert r.returncode == 0, r.stderr
+    r = sbx.cagefsctl("--site-isolation-enable", A, B)
+    assert r.returncode == 1 and "configuration test fails" in r.stderr, r.stderr
+    assert "SiteisoSite" in r.stderr
+    for domain in (A, B):
+        assert not sbx.exists(f"/etc/apache2/siteiso/{domain}.conf")
+    assert sbx.run(["apache2ctl", "-t"], check=False).returncode == 0
+    assert sbx.cagefsctl("--site-isolation-list").stdout == \
+        "No users with enabled Website isolation\n"
+    assert web.probe(A, "read", B_SECRET)["ok"]     # served as before, unisolated
