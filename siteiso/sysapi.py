@@ -215,6 +215,21 @@ def _fd_path(fd: int) -> str:
         return f"<fd {fd}>"
 
 
+class _Shown:
+    """A path for messages, worked out only when a message needs it (the
+    path of a descriptor costs a readlink; a remount of every user makes
+    tens of thousands of directories and says nothing)."""
+
+    def __init__(self, fd: int, rel: str) -> None:
+        self.fd, self.rel = fd, rel
+
+    def __str__(self) -> str:
+        return _join(_fd_path(self.fd), self.rel)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
 def _join(base: str, rel: str) -> str:
     rel = rel.strip("/")
     if not rel or rel == ".":
@@ -506,7 +521,7 @@ def _closing(fd: int) -> Iterator[int]:
         os.close(fd)
 
 
-def _check_existing(fd: int, shown: str, uid: int) -> None:
+def _check_existing(fd: int, shown: str | _Shown, uid: int) -> None:
     st = os.fstat(fd)
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != uid:
         what = (
@@ -521,7 +536,7 @@ def _check_existing(fd: int, shown: str, uid: int) -> None:
 
 
 def _adopt_new(
-    parent_fd: int, name: str, shown: str, uid: int, gid: int, mode: int
+    parent_fd: int, name: str, shown: str | _Shown, uid: int, gid: int, mode: int
 ) -> None:
     """Hand a directory just made to the user, by descriptor."""
     dfd = openat2(
@@ -557,11 +572,10 @@ def ensure_dir_beneath(
     if not parts or ".." in parts:
         raise UnsafePath(f"refusing {relpath!r}: expected a path below the home")
 
-    home_shown = _fd_path(home_fd)
     cur = home_fd
     with ExitStack() as stack:
         for i, name in enumerate(parts):
-            shown = _join(home_shown, "/".join(parts[: i + 1]))
+            shown = _Shown(home_fd, "/".join(parts[: i + 1]))
             fd = _open_or_make(cur, name, shown, uid, gid, mode)
             stack.callback(os.close, fd)
             cur = fd
@@ -570,7 +584,7 @@ def ensure_dir_beneath(
 
 
 def _open_or_make(
-    parent_fd: int, name: str, shown: str, uid: int, gid: int, mode: int
+    parent_fd: int, name: str, shown: str | _Shown, uid: int, gid: int, mode: int
 ) -> int:
     for _ in range(3):
         try:

@@ -29,6 +29,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import stat
 import subprocess
 import time
 from collections.abc import Sequence
@@ -112,7 +113,28 @@ def write_wrappers(acct: Account, token: str, layout: Layout) -> None:
         os.close(home_fd)
 
 
+def _same_file(dir_fd: int, name: str, data: bytes, uid: int, gid: int) -> bool:
+    """The wrapper is already what it must be (a plain file of the user's,
+    0755, one link, this text): a remount of every user rewrites none."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+                     | os.O_NOCTTY, dir_fd=dir_fd)
+    except OSError:
+        return False
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or (st.st_uid, st.st_gid) != (uid, gid) \
+                or stat.S_IMODE(st.st_mode) != 0o755 or st.st_nlink != 1 \
+                or st.st_size != len(data):
+            return False
+        return os.read(fd, len(data) + 1) == data
+    finally:
+        os.close(fd)
+
+
 def _write_file(dir_fd: int, name: str, text: str, uid: int, gid: int) -> None:
+    if _same_file(dir_fd, name, text.encode(), uid, gid):
+        return
     tmp = f".{name}.new"
     with contextlib.suppress(FileNotFoundError):
         os.unlink(tmp, dir_fd=dir_fd)

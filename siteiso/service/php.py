@@ -51,6 +51,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from siteiso import panels, paths
 from siteiso.accounts import Account
@@ -626,27 +627,38 @@ def system_targets(php_cgi: str, php_fpm: str,
 # ---- what the engine asks for each user's views --------------------------------
 
 _CACHE_SECONDS = 10.0
-_cache: tuple[float, str, dict[str, Build]] | None = None
+_cache: dict[str, tuple[float, object, object]] = {}
+T = TypeVar("T")
+
+
+def _cached(what: str, key: object, compute: Callable[[], T]) -> T:
+    """compute(), kept a few seconds per `what` while `key` stays: a
+    remount of every user reads the machine's PHP once, not once a user."""
+    now = time.monotonic()
+    hit = _cache.get(what)
+    if hit is not None and hit[1] == key and now - hit[0] < _CACHE_SECONDS:
+        return hit[2]  # type: ignore[return-value]
+    value = compute()
+    _cache[what] = (now, key, value)
+    return value
+
+
+def _system_targets_now(php_cgi: str, php_fpm: str) -> dict[str, list[str]]:
+    return _cached("targets", (php_cgi, php_fpm),
+                   lambda: system_targets(php_cgi, php_fpm))
 
 
 def builds_for(panel: Panel) -> dict[str, Build]:
     """discover() with the panel's answer, or the installed builds when the
-    panel has no php script (or fails: logged). Cached for a few seconds per
-    panel kind: a remount of every user asks the panel and reads the trees
-    once."""
-    global _cache
-    key = type(panel).__name__
-    now = time.monotonic()
-    if _cache is not None and _cache[1] == key and now - _cache[0] < _CACHE_SECONDS:
-        return _cache[2]
-    versions = None
-    try:
-        versions = panel.php_versions()
-    except PanelError as e:
-        log.warning("cannot read PHP versions from the panel: %s", e.message)
-    builds = discover(versions)
-    _cache = (now, key, builds)
-    return builds
+    panel has no php script (or fails: logged), cached per panel kind."""
+    def read() -> dict[str, Build]:
+        versions = None
+        try:
+            versions = panel.php_versions()
+        except PanelError as e:
+            log.warning("cannot read PHP versions from the panel: %s", e.message)
+        return discover(versions)
+    return _cached("builds", type(panel).__name__, read)
 
 
 def panel_version(panel: Panel, site: Site,
@@ -707,8 +719,8 @@ def prepare_user(st: State, acct: Account, cfg: Config, old: list[Holder],
             records = {}
     lay = layout.detect()
     # php-fpm is replaced only where sites run it (its absence is logged).
-    targets = system_targets(lay.php_cgi, lay.php_fpm if cfg.handler == "fpm"
-                             else "")
+    targets = _system_targets_now(lay.php_cgi, lay.php_fpm if cfg.handler == "fpm"
+                                  else "")
     out: dict[str, PhpView] = {}
     for s in sites:
         chosen = effective(site_settings(s, builds, panel, records), builds)

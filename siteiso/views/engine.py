@@ -155,29 +155,84 @@ def _panel_docroots(cfg: Config) -> tuple[tuple[str, str], ...]:
         return ()
 
 
+class _Identities:
+    """What the views' passwd and group are made of, worked out once per
+    converge (per user it was a pass over every account: quadratic). A
+    user's view lists no hosting account but those of its own uid."""
+
+    def __init__(self, host: HostFacts) -> None:
+        self.host = host
+        self.names_of: dict[int, set[str]] = {}     # hosting uid -> its names
+        self.uids_of_gid: dict[int, set[int]] = {}  # hosting gid -> their uids
+        for a in host.hosting:
+            self.names_of.setdefault(a.uid, set()).add(a.name)
+            self.uids_of_gid.setdefault(a.gid, set()).add(a.uid)
+        self.hosting = {a.name for a in host.hosting}
+        # Groups by whether a hosting account has their gid; the gids only
+        # one hosting uid has.
+        self.system_groups: list[tuple[int, grp.struct_group]] = []
+        self.hosting_groups: dict[int, list[tuple[int, grp.struct_group]]] = {}
+        for i, g in enumerate(host.groups):
+            if g.gr_gid in self.uids_of_gid:
+                self.hosting_groups.setdefault(g.gr_gid, []).append((i, g))
+            else:
+                self.system_groups.append((i, g))
+        self.gids_only_of: dict[int, list[int]] = {}
+        for hg, uids in self.uids_of_gid.items():
+            if len(uids) == 1:
+                self.gids_only_of.setdefault(next(iter(uids)), []).append(hg)
+        # (position, line) of every non-hosting passwd entry; hosting ones by uid.
+        self.passwd: list[tuple[int, str]] = []
+        self.own_passwd: dict[int, list[tuple[int, str]]] = {}
+        for i, p in enumerate(host.passwd):
+            line = ":".join((p.pw_name, "x", str(p.pw_uid), str(p.pw_gid), p.pw_gecos,
+                             p.pw_dir, p.pw_shell))
+            if p.pw_name in self.hosting:
+                self.own_passwd.setdefault(p.pw_uid, []).append((i, line))
+            else:
+                self.passwd.append((i, line))
+
+    def passwd_for(self, uid: int) -> list[str]:
+        own = self.own_passwd.get(uid, [])
+        return [line for _, line in sorted([*self.passwd, *own])]
+
+    def group_for(self, uid: int, gid: int) -> list[str]:
+        """Every group but those of other hosting accounts (a group whose
+        gid is another hosting account's, unless it is this user's own)."""
+        mine = self.names_of.get(uid, set())
+        own = [(i, g) for i, g in self.hosting_groups.get(gid, [])]
+        own += [(i, g) for hg in self.gids_only_of.get(uid, ()) if hg != gid
+                for i, g in self.hosting_groups.get(hg, [])]
+        out = []
+        for _, g in sorted([*self.system_groups, *own], key=lambda x: x[0]):
+            members = ",".join(m for m in g.gr_mem
+                               if m in mine or m not in self.hosting)
+            out.append(f"{g.gr_name}:x:{g.gr_gid}:{members}")
+        return out
+
+
+_identities: _Identities | None = None
+
+
 def _identity(acct: Account, host: HostFacts) -> tuple[str, str]:
-    """passwd and group without the other hosting accounts."""
+    """passwd and group without the other hosting accounts (files written
+    only when they change: views bind them)."""
+    global _identities
+    if _identities is None or _identities.host is not host:
+        _identities = _Identities(host)
     d = f"{paths.VIEWS}/{acct.uid}"
     os.makedirs(d, mode=0o755, exist_ok=True)
-    others = {a.name for a in host.hosting if a.uid != acct.uid}
-    other_gids = {a.gid for a in host.hosting if a.uid != acct.uid}
-    passwd = [":".join((p.pw_name, "x", str(p.pw_uid), str(p.pw_gid), p.pw_gecos,
-                        p.pw_dir, p.pw_shell))
-              for p in host.passwd if p.pw_name not in others]
-    group = []
-    for g in host.groups:
-        if g.gr_gid in other_gids and g.gr_gid != acct.gid:
-            continue
-        members = ",".join(m for m in g.gr_mem if m not in others)
-        group.append(f"{g.gr_name}:x:{g.gr_gid}:{members}")
     out = []
-    for name, lines in (("passwd", passwd), ("group", group)):
+    for name, lines in (("passwd", _identities.passwd_for(acct.uid)),
+                        ("group", _identities.group_for(acct.uid, acct.gid))):
         path = f"{d}/{name}"
-        tmp = f"{path}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write("\n".join(lines) + "\n")
-        os.chmod(tmp, 0o644)
-        os.rename(tmp, path)
+        text = "\n".join(lines) + "\n"
+        if _read(path) != text:
+            tmp = f"{path}.tmp"
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(text)
+            os.chmod(tmp, 0o644)
+            os.rename(tmp, path)
         out.append(path)
     return out[0], out[1]
 
@@ -459,6 +514,7 @@ def converge(st: State, cfg: Config, users: list[str] | None = None,
     another's converge: the failures are returned, user name (or uid) →
     message, for the caller to judge."""
     index.ensure_run_dirs()
+    st = st.for_reading()
     targets: dict[int, str | None] = {}
     wanted = {s.owner for s in st.sites.values()} if users is None else set(users)
     for name in wanted:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from siteiso.service import vhosts
 from siteiso.service.apache import include_mark
+
+pytestmark = pytest.mark.pure
 
 LISTING = """\
 VirtualHost configuration:
