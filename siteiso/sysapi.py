@@ -572,6 +572,19 @@ def ensure_dir_beneath(
     if not parts or ".." in parts:
         raise UnsafePath(f"refusing {relpath!r}: expected a path below the home")
 
+    # Most of the time the tree is there: one lookup of the whole path
+    # (no symlink, no mount crossed) and the last directory the user's is
+    # enough. Anything else takes the walk, which makes or explains it.
+    try:
+        fd = openat2(home_fd, "/".join(parts), O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW,
+                     resolve=RESOLVE_HOME)
+    except OSError:
+        pass
+    else:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode) and st.st_uid == uid:
+            return fd
+        os.close(fd)
     cur = home_fd
     with ExitStack() as stack:
         for i, name in enumerate(parts):
