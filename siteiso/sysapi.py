@@ -563,7 +563,10 @@ def ensure_dir_beneath(
     Missing components are created as root with mkdirat on descriptors,
     then given to uid:gid with the mode through a descriptor of the new
     directory. A symlink is never followed; an existing component that is
-    not a directory owned by uid is refused. Returns an O_PATH descriptor
+    not a directory owned by uid is refused, except that a tree already
+    there whose last directory is uid's (reached without a link or a mount)
+    is taken as it is: nothing is made or changed in it, and what root then
+    puts there is the user's own directory's. Returns an O_PATH descriptor
     of the last directory.
     """
     if relpath.startswith("/") or "\0" in relpath:
