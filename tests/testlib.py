@@ -4,6 +4,7 @@ four domains), the recorded-state paths, and cagefsctl helpers."""
 from __future__ import annotations
 
 import filecmp
+import json
 import os
 import time
 from pathlib import Path
@@ -50,6 +51,18 @@ def fails(sbx, *args, code=1):
     r = sbx.cagefsctl(*args)
     assert r.returncode == code, (r.stdout, r.stderr)
     return r.stderr.strip()
+
+
+def listing(sbx):
+    """--site-isolation-list --json: user -> isolated domains."""
+    return json.loads(ok(sbx, "--site-isolation-list", "--json"))["users"]
+
+
+def entered(sbx, site, user, *cmd):
+    """Whether `cagefs_enter_site site cmd` (default: true) as user works."""
+    r = sbx.run(["cagefs_enter_site", site, *(cmd or ["true"])], user=user,
+                check=False)
+    return r.returncode == 0
 
 
 def state(sbx):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from testlib import DOMAINS, ok, start_daemon, stop_daemon, wait_for
+from testlib import DOMAINS, entered, listing, ok, start_daemon, stop_daemon, wait_for
 
 pytestmark = pytest.mark.kernel
 
@@ -21,14 +21,8 @@ CLAIM = "claim.example.net"
 BREAK_CAGEFS = "rm -rf ~/.cagefs && ln -s /etc ~/.cagefs"
 
 
-def listing(sbx):
-    return json.loads(ok(sbx, "--site-isolation-list", "--json"))["users"]
 
 
-def entered(sbx, site, user, *cmd):
-    r = sbx.run(["cagefs_enter_site", site, *(cmd or ["true"])], user=user,
-                check=False)
-    return r.returncode == 0
 
 
 def hook(sbx, *args):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from testlib import DOMAINS, ok, start_daemon, stop_daemon
+from testlib import DOMAINS, entered, listing, ok, start_daemon, stop_daemon
 
 pytestmark = pytest.mark.kernel
 
@@ -26,14 +26,8 @@ U_LABEL = "b\u00fccher.example"
 A_LABEL = "xn--bcher-kva.example"
 
 
-def listing(sbx):
-    return json.loads(ok(sbx, "--site-isolation-list", "--json"))["users"]
 
 
-def entered(sbx, site, user, *cmd):
-    r = sbx.run(["cagefs_enter_site", site, *(cmd or ["true"])], user=user,
-                check=False)
-    return r.returncode == 0
 
 
 def user_enable(sbx, user, domain):

@@ -1,10 +1,9 @@
 """Panel hooks (SPEC §6): renames keep isolation, deletions drop it,
 restores regenerate."""
 
-import json
 
 import pytest
-from testlib import DOMAINS, ok
+from testlib import DOMAINS, listing, ok
 
 pytestmark = pytest.mark.kernel
 
@@ -13,8 +12,6 @@ def hook(sbx, *args):
     return sbx.run(["siteiso", "hook", *args], check=False)
 
 
-def listing(sbx):
-    return json.loads(ok(sbx, "--site-isolation-list", "--json"))["users"]
 
 
 def test_renamed_domain_keeps_isolation(server):

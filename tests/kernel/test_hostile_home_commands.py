@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from testlib import DENY_ALL, ok, start_daemon, state, stop_daemon
+from testlib import DENY_ALL, entered, ok, start_daemon, state, stop_daemon
 
 pytestmark = pytest.mark.kernel
 
@@ -19,9 +19,6 @@ BREAK_CAGEFS = {
 }
 
 
-def entered(sbx, site, user):
-    r = sbx.run(["cagefs_enter_site", site, "true"], user=user, check=False)
-    return r.returncode == 0
 
 
 @pytest.fixture(params=list(BREAK_CAGEFS))
