@@ -32,7 +32,7 @@ import os
 import stat
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from siteiso import paths, sysapi
 from siteiso.accounts import Account
@@ -320,19 +320,18 @@ class IncludeJournal:
         except FileNotFoundError:
             self.before.append((path, None))
 
-    def write(self, path: str, text: str) -> bool:
+    def _apply(self, path: str, change: Callable[[], bool]) -> bool:
         self._remember(path)
-        if write_include(path, text):
+        if change():
             return True
         self.before.pop()
         return False
 
+    def write(self, path: str, text: str) -> bool:
+        return self._apply(path, lambda: write_include(path, text))
+
     def remove(self, path: str, token: str) -> bool:
-        self._remember(path)
-        if remove_include(path, token):
-            return True
-        self.before.pop()
-        return False
+        return self._apply(path, lambda: remove_include(path, token))
 
     def undo(self) -> None:
         for path, text in reversed(self.before):
