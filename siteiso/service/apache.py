@@ -117,8 +117,9 @@ def _same_file(dir_fd: int, name: str, data: bytes, uid: int, gid: int) -> bool:
     """The wrapper is already what it must be (a plain file of the user's,
     0755, one link, this text): a remount of every user rewrites none."""
     try:
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-                     | os.O_NOCTTY, dir_fd=dir_fd)
+        # Nothing mounted there is opened (a user's FUSE file could hang root).
+        fd = sysapi.openat2(dir_fd, name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+                            | os.O_NOCTTY, resolve=sysapi.RESOLVE_HOME)
     except OSError:
         return False
     try:
