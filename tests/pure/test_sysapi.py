@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import os
 import stat
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import pytest
 
 from siteiso import _sys, sysapi
 from siteiso.errors import UnsafePath
+from siteiso.service import apache
 
 ROOT = os.geteuid() == 0
 # As root: an owner nobody else uses, so a stray chown would be visible.
@@ -389,3 +391,105 @@ def test_storage_refuses_a_directory_owned_by_someone_else(
         sysapi.ensure_dir_beneath(home_fd, ".cagefs/websites", UID, GID, 0o700)
     assert "it is owned by root" in e.value.message
     assert os.listdir(d) == []
+
+
+def tree(d: Path) -> list[tuple[str, int, int, int]]:
+    out = []
+    for root, dirs, files in os.walk(d):
+        for n in sorted(dirs + files):
+            st_ = os.lstat(os.path.join(root, n))
+            out.append((os.path.join(root, n), st_.st_uid, st_.st_mode, st_.st_ino))
+    return sorted(out)
+
+
+# ---- ensure_dir_beneath's fast path ----------------------------------------
+
+
+@pytest.mark.pure
+def test_fast_path_refuses_a_complete_user_tree_reached_through_a_symlink(
+    home: Path, home_fd: int, outside: Path
+) -> None:
+    # Everything the fast path checks at the end is right (a directory of
+    # the user's), but the path to it leaves the home through a symlink.
+    mkdir(outside / "websites" / "3f2a" / "tmp")
+    symlink(home / ".cagefs", outside)
+    before = tree(outside)
+
+    with pytest.raises(UnsafePath):
+        sysapi.ensure_dir_beneath(home_fd, ".cagefs/websites/3f2a/tmp", UID, GID,
+                                  0o1777)
+    with pytest.raises(UnsafePath):
+        sysapi.ensure_dir_beneath(home_fd, ".cagefs/websites/3f2a/tmp/new", UID,
+                                  GID, 0o700)
+    assert tree(outside) == before
+
+
+# ---- wrappers kept when "the same" -----------------------------------------
+
+
+def _wrapper_dir(home: Path) -> Path:
+    return mkdir(home / ".cagefs" / "wrappers" / "3f2a")
+
+
+def _dir_fd(d: Path) -> int:
+    return os.open(d, os.O_PATH | os.O_DIRECTORY)
+
+
+@pytest.mark.pure
+def test_fifo_at_the_wrapper_path_does_not_block_root_and_is_replaced(
+    home: Path,
+) -> None:
+    d = _wrapper_dir(home)
+    os.mkfifo(d / "php-cgi", 0o755)
+    own(d / "php-cgi")
+    text = "#!/bin/sh\nexec true\n"
+    fd = _dir_fd(d)
+    done = threading.Event()
+
+    def write() -> None:
+        apache._write_file(fd, "php-cgi", text, UID, GID)
+        done.set()
+
+    t = threading.Thread(target=write, daemon=True)
+    t.start()
+    t.join(5)
+    try:
+        assert done.is_set(), "root blocked on a FIFO placed at the wrapper path"
+        st_ = os.lstat(d / "php-cgi")
+        assert stat.S_ISREG(st_.st_mode)
+        assert (d / "php-cgi").read_text() == text
+    finally:
+        if not done.is_set():   # unblock the writer before leaving
+            with open(d / "php-cgi", "w"):
+                pass
+            t.join(5)
+        os.close(fd)
+
+
+@pytest.mark.pure
+def test_hard_linked_wrapper_with_the_right_text_is_replaced(home: Path) -> None:
+    d = _wrapper_dir(home)
+    text = "#!/bin/sh\nexec true\n"
+    (d / "php-cgi").write_text(text)
+    os.chmod(d / "php-cgi", 0o755)
+    own(d / "php-cgi")
+    # A second name for the same inode elsewhere in the home (a site's
+    # tree): whoever writes through it would change the wrapper.
+    os.link(d / "php-cgi", home / "copy")
+    kept = os.stat(home / "copy").st_ino
+    fd = _dir_fd(d)
+    try:
+        apache._write_file(fd, "php-cgi", text, UID, GID)
+    finally:
+        os.close(fd)
+    st_ = os.lstat(d / "php-cgi")
+    assert st_.st_ino != kept and st_.st_nlink == 1
+    assert (st_.st_uid, st_.st_gid, stat.S_IMODE(st_.st_mode)) == (UID, GID, 0o755)
+
+    # The right inode, alone: kept as it is (the point of the shortcut).
+    fd = _dir_fd(d)
+    try:
+        apache._write_file(fd, "php-cgi", text, UID, GID)
+    finally:
+        os.close(fd)
+    assert os.lstat(d / "php-cgi").st_ino == st_.st_ino
