@@ -21,6 +21,7 @@ from siteiso.commands.common import (
     require_root,
     run_main,
     setup_logging,
+    warn,
 )
 from siteiso.errors import (
     DomainNotFound,
@@ -188,7 +189,7 @@ class Admin:
                 self.others.add(held.owner)
                 held.names.remove(d)
                 if not held.names:
-                    st.sites.pop(held.token, None)
+                    self._drop_site(st, held)
             site = st.site_by_docroot(acct.name, docroot)
             if site is None:
                 token = secrets.token_hex(8)
@@ -332,9 +333,7 @@ def _report(st: State, cfg: config.Config, users: list[str], links: bool) -> Non
             site, acct, cfg.hidden, [s.docroot for s in sites])[1]]
         if links:
             lines += find_links(acct.home, views_engine.site_inputs(st, acct, cfg))
-        for line in lines:
-            print(f"warning: {line}", file=sys.stderr)
-            log.warning("%s: %s", user, line)
+        warn(lines, f"{user}: ")
 
 
 def commit(st: State, cfg: config.Config, users: list[str] | None = None,
@@ -436,9 +435,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.site_isolation_enable or args.site_isolation_regenerate \
                     or args.remount:
                 _report(st, cfg, users or [], links=not args.remount)
-            for line in admin.warnings:
-                print(f"warning: {line}", file=sys.stderr)
-                log.warning("%s", line)
+            warn(admin.warnings)
         print(msg)
         return 0
 

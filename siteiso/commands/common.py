@@ -67,6 +67,14 @@ def setup_logging(debug: bool) -> None:
         log.addHandler(logging.NullHandler())
 
 
+def warn(lines: list[str], context: str = "") -> None:
+    """What the admin should know: `warning:` lines on stderr (exit status
+    and stdout stay as for success), and the log."""
+    for line in lines:
+        print(f"warning: {line}", file=sys.stderr)
+        log.warning("%s%s", context, line)
+
+
 def require_root() -> None:
     if os.geteuid() != 0:
         raise NotRoot()

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from typing import Any
 
 from siteiso import accounts, config, panels
 from siteiso.commands.cagefsctl import Admin, commit
+from siteiso.commands.common import warn
 from siteiso.errors import SiteisoError, UsageError
 from siteiso.names import normalize_domain, validate_username
 from siteiso.state import State, load, locked
@@ -73,9 +73,7 @@ def run(args: argparse.Namespace) -> int:
         if users is None:
             return 0
         admin.warnings += commit(st, cfg, users=users, rebuild=rebuild)
-    for line in admin.warnings:
-        print(f"warning: {line}", file=sys.stderr)
-        log.warning("%s", line)
+    warn(admin.warnings)
     return 0
 
 

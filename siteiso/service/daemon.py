@@ -735,17 +735,15 @@ class Daemon:
         cfg = config.load()
         with locked():
             st = load()
-            if STATE_CHANGED in users or EVERYONE in users:
-                names = {site.owner for site in st.sites.values()}
-            else:
-                names = set(users)
+            names: set[str] = set()
+            if users - {STATE_CHANGED}:     # a recorded change alone: re-watch only
+                names = ({site.owner for site in st.sites.values()}
+                         if STATE_CHANGED in users or EVERYONE in users else users)
             existing = []
             for name in sorted(names - {STATE_CHANGED, EVERYONE}):
                 with contextlib.suppress(KeyError):
                     pwd.getpwnam(name)
                     existing.append(name)
-            if not users - {STATE_CHANGED}:
-                existing = []
             # One account at a time: a home that fails its user's views
             # undoes that user's change only.
             for name in existing:

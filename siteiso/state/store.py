@@ -169,10 +169,7 @@ def locked() -> Iterator[None]:
 
 def load() -> State:
     try:
-        with open(paths.STATE, encoding="utf-8") as f:
-            return State.from_json(f.read())
-    except FileNotFoundError:
-        return _import_mirrors()
+        return State.from_json(recorded())
     except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as e:
         raise SiteisoError(f"cannot read {paths.STATE}: {e} (restore it from a "
                            "backup or remove it to start over)") from e
