@@ -12,6 +12,7 @@ no longer isolated has its processes ended and its cgroup removed.
 from __future__ import annotations
 
 import contextlib
+import functools
 import grp
 import importlib
 import logging
@@ -139,6 +140,11 @@ class HostFacts:
     # The host's own php-fpm pools (hidden in site views: siteiso.service.pools).
     fpm_pools: tuple[pools.Pool, ...] = ()
 
+    @functools.cached_property
+    def identities(self) -> _Identities:
+        """The views' passwd and group, worked out once for this snapshot."""
+        return _Identities(self)
+
     @classmethod
     def read(cls, cfg: Config) -> HostFacts:
         return cls(tuple(accounts.hosting_accounts(cfg)), tuple(pwd.getpwall()),
@@ -200,7 +206,7 @@ class _Identities:
         """Every group but those of other hosting accounts (a group whose
         gid is another hosting account's, unless it is this user's own)."""
         mine = self.names_of.get(uid, set())
-        own = [(i, g) for i, g in self.hosting_groups.get(gid, [])]
+        own = list(self.hosting_groups.get(gid, []))
         own += [(i, g) for hg in self.gids_only_of.get(uid, ()) if hg != gid
                 for i, g in self.hosting_groups.get(hg, [])]
         out = []
@@ -211,20 +217,14 @@ class _Identities:
         return out
 
 
-_identities: _Identities | None = None
-
-
 def _identity(acct: Account, host: HostFacts) -> tuple[str, str]:
     """passwd and group without the other hosting accounts (files written
     only when they change: views bind them)."""
-    global _identities
-    if _identities is None or _identities.host is not host:
-        _identities = _Identities(host)
     d = f"{paths.VIEWS}/{acct.uid}"
     os.makedirs(d, mode=0o755, exist_ok=True)
     out = []
-    for name, lines in (("passwd", _identities.passwd_for(acct.uid)),
-                        ("group", _identities.group_for(acct.uid, acct.gid))):
+    for name, lines in (("passwd", host.identities.passwd_for(acct.uid)),
+                        ("group", host.identities.group_for(acct.uid, acct.gid))):
         path = f"{d}/{name}"
         text = "\n".join(lines) + "\n"
         if _read(path) != text:
