@@ -32,7 +32,7 @@ import os
 import stat
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from siteiso import paths, sysapi
 from siteiso.accounts import Account
@@ -280,19 +280,20 @@ def include_text(acct: Account, token: str, docroot: str, handler: str,
     return "\n".join(lines) + "\n"
 
 
-def write_include(path: str, text: str) -> bool:
-    """Write an include, readable by root only; True when it changed.
+def _read_include(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def _put_include(path: str, text: str) -> None:
+    """Write an include, readable by root only.
 
     Root only: with handler = fpm it names the site's php-fpm socket, whose
     path is the capability to run code in the site's view (siteiso.service.
     fpm). Apache reads its configuration as root."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            if f.read() == text:
-                os.chmod(path, 0o600)
-                return False
-    except FileNotFoundError:
-        pass
     os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
     tmp = f"{path}.new"
     with contextlib.suppress(FileNotFoundError):
@@ -302,46 +303,6 @@ def write_include(path: str, text: str) -> bool:
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
     os.rename(tmp, path)
-    return True
-
-
-class IncludeJournal:
-    """Include changes that can be taken back: when Apache rejects the
-    configuration they make, the includes are put back as they were at once
-    (not by a later converge, which a hostile home could fail), so one
-    site's bad include never keeps every later reload from working."""
-
-    def __init__(self) -> None:
-        self.before: list[tuple[str, str | None]] = []   # path, old text (None: absent)
-
-    def _remember(self, path: str) -> None:
-        try:
-            with open(path, encoding="utf-8") as f:
-                self.before.append((path, f.read()))
-        except FileNotFoundError:
-            self.before.append((path, None))
-
-    def _apply(self, path: str, change: Callable[[], bool]) -> bool:
-        self._remember(path)
-        if change():
-            return True
-        self.before.pop()
-        return False
-
-    def write(self, path: str, text: str) -> bool:
-        return self._apply(path, lambda: write_include(path, text))
-
-    def remove(self, path: str, token: str) -> bool:
-        return self._apply(path, lambda: remove_include(path, token))
-
-    def undo(self) -> None:
-        for path, text in reversed(self.before):
-            if text is None:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
-            else:
-                write_include(path, text)
-        self.before = []
 
 
 LEGACY_MARK = "# siteiso: this site is isolated;"
@@ -352,21 +313,61 @@ def include_mark(token: str) -> str:
     return f"# siteiso: site {token} is isolated"
 
 
-def remove_include(path: str, token: str) -> bool:
-    """Remove the site's include at path, and only its: a name that moved
-    to another account's site has that site's include there now."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            first = f.readline()
-    except FileNotFoundError:
-        return False
-    # Includes written before they named their site carry LEGACY_MARK: the
-    # site's own record lists the path, so it is this site's.
-    if not first.startswith((include_mark(token) + ";", LEGACY_MARK)):
-        return False
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-    return True
+class IncludeJournal:
+    """The includes a converge writes and removes, each read once, and
+    kept so that they can be taken back: when Apache rejects the
+    configuration they make, they are put back as they were at once (not
+    by a later converge, which a hostile home could fail), so one site's bad
+    include never keeps every later reload from working."""
+
+    def __init__(self) -> None:
+        self.before: list[tuple[str, str | None]] = []   # path, old text (None: absent)
+
+    def __enter__(self) -> IncludeJournal:
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        # Whatever stopped the change (Apache's refusal included), the
+        # includes on disk stay the ones the sites' records name.
+        if exc_type is not None:
+            self.undo()
+
+    def reload(self, layout: Layout) -> None:
+        """Reload Apache for the changes, if any (raises if it rejects them)."""
+        if self.before:
+            reload(layout)
+
+    def write(self, path: str, text: str) -> bool:
+        """The site's include at path; True when it changed."""
+        old = _read_include(path)
+        if old == text:
+            os.chmod(path, 0o600)
+            return False
+        self.before.append((path, old))
+        _put_include(path, text)
+        return True
+
+    def remove(self, path: str, token: str) -> bool:
+        """Remove the site's include at path, and only its: a name that
+        moved to another account's site has that site's include there now.
+        Includes written before they named their site carry LEGACY_MARK:
+        the site's own record lists the path, so it is this site's."""
+        old = _read_include(path)
+        if old is None or not old.startswith((include_mark(token) + ";", LEGACY_MARK)):
+            return False
+        self.before.append((path, old))
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        return True
+
+    def undo(self) -> None:
+        for path, text in reversed(self.before):
+            if text is None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+            else:
+                _put_include(path, text)
+        self.before = []
 
 
 def config_error(layout: Layout) -> str | None:

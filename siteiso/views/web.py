@@ -36,24 +36,24 @@ def converge_sites(acct: Account, sites: list[SiteInput], cfg: Config,
     docroots = [s.docroot for s in sites]
     # The index was just written: the current holder of every site.
     holders = {h.token: h for h in index.read(acct.uid) if h.kind == "site"}
-    journal = apache.IncludeJournal()
     records: dict[str, set[str]] = {}    # written once Apache took the includes
     failed: list[str] = []
     # Masters to stop once the web server no longer sends requests to them.
     stop = [(t, True) for t in gone]
-    try:
+    with apache.IncludeJournal() as journal:
         for s in sites:
             apache.write_wrappers(acct, s.token, lay)
             if cfg.handler == "fpm":
                 _ensure_fpm(acct, s, holders.get(s.token), cfg, lay, failed)
             else:
                 stop.append((s.token, False))  # the handler was switched from FPM
+            # One include for the site, at each of its names' paths.
+            text = apache.include_text(acct, s.token, s.docroot, cfg.handler,
+                                       docroots, lay,
+                                       fpm_socket=fpm.socket_path(s.token),
+                                       configured=s.configured)
             wanted = set()
             for name in s.names:
-                text = apache.include_text(acct, s.token, s.docroot, cfg.handler,
-                                           docroots, lay,
-                                           fpm_socket=fpm.socket_path(s.token),
-                                           configured=s.configured)
                 for path in lay.includes_for(acct.name, name):
                     wanted.add(path)
                     journal.write(path, text)
@@ -62,11 +62,7 @@ def converge_sites(acct: Account, sites: list[SiteInput], cfg: Config,
             records[s.token] = wanted
         for token in gone:
             _forget_includes(acct.uid, token, journal)
-        _reload(lay, journal)
-    except BaseException:
-        # The includes on disk stay the ones the records name.
-        journal.undo()
-        raise
+        journal.reload(lay)
     for token, wanted in records.items():
         with open(_record(acct.uid, token), "w", encoding="utf-8") as f:
             f.write("\n".join(sorted(wanted)) + "\n")
@@ -110,18 +106,6 @@ def _stop_fpm(token: str, grace: float, forget: bool = False) -> None:
         log.error("cannot stop php-fpm of site %s: %s", token, e)
 
 
-def _reload(lay: layout.Layout, journal: apache.IncludeJournal) -> None:
-    """Reload Apache for the journal's changes; when it rejects them, they
-    are taken back at once."""
-    if not journal.before:
-        return
-    try:
-        apache.reload(lay)
-    except EngineError:
-        journal.undo()
-        raise
-
-
 def _forget_includes(uid: int, token: str, journal: apache.IncludeJournal) -> None:
     for path in _recorded(uid, token):
         journal.remove(path, token)
@@ -145,9 +129,9 @@ def forget_site(uid: int, h: Holder) -> None:
         acct: Account | None = Account(pw.pw_name, pw.pw_uid, pw.pw_gid, pw.pw_dir)
     except KeyError:
         acct = None
-    journal = apache.IncludeJournal()
-    _forget_includes(uid, h.token, journal)
-    _reload(layout.detect(), journal)
+    with apache.IncludeJournal() as journal:
+        _forget_includes(uid, h.token, journal)
+        journal.reload(layout.detect())
     _forget_rest(uid, h.token, acct)
     # Once the web server no longer sends requests to it; before the engine
     # ends the rest of the site's processes.

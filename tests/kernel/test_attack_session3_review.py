@@ -163,7 +163,7 @@ def test_cpanel_userdata_mapped_spelling_does_not_hide_another_accounts_domain(
 
 def test_include_without_a_token_line_is_removed_with_its_site(server):
     """Includes written before this change begin "# siteiso: this site is
-    isolated;" (no token). remove_include keeps any include whose first
+    isolated;" (no token). Removing an include keeps any include whose first
     line does not name the site, so disabling a site whose include was
     never rewritten since the upgrade leaves it in the vhost: the site is
     recorded as not isolated while Apache still sends its PHP to the gone
