@@ -94,16 +94,16 @@ def _apache_rows(st: State, cfg: config.Config, lay: layout.Layout,
         rows.append(("ok", "web-modules", f"what handler {cfg.handler} needs is "
                      "loaded", False))
     if "suexec" in need:
-        rows.append(_suexec_row(st, lay))
+        rows.append(_suexec_row(st, cfg, lay))
     return rows
 
 
-def _suexec_row(st: State, lay: layout.Layout) -> Row:
+def _suexec_row(st: State, cfg: config.Config, lay: layout.Layout) -> Row:
     """suexec runs only programs below its docroot: the sites' wrappers live
     in the homes. Debian's suexec-custom reads it from a file; the pristine
     build has /var/www compiled in."""
     homes = sorted({os.path.dirname(a.home.rstrip("/")) or "/"
-                    for a in _owners(st)})
+                    for a in _owners(st, cfg)})
     root = None
     if lay.suexec_docroot_file and os.path.realpath(lay.suexec).endswith("-custom"):
         try:
@@ -127,8 +127,7 @@ def _suexec_row(st: State, lay: layout.Layout) -> Row:
     return ("ok", "suexec", f"docroot {root} holds the homes", False)
 
 
-def _owners(st: State) -> list[accounts.Account]:
-    cfg = config.load()
+def _owners(st: State, cfg: config.Config) -> list[accounts.Account]:
     out = []
     for owner in sorted({s.owner for s in st.sites.values()}):
         try:
@@ -201,8 +200,7 @@ def _pool_rows() -> list[Row]:
 def _apache_modules(lay: layout.Layout) -> str | None:
     """What `apachectl -M` lists (None: Apache's control program is missing)."""
     try:
-        return subprocess.run([lay.apache_ctl, "-M"], capture_output=True,
-                              text=True, timeout=30).stdout
+        return _ctl(lay, "-M").stdout
     except (OSError, subprocess.TimeoutExpired):
         return None
 
@@ -274,7 +272,7 @@ def doctor() -> int:
         print(f"MISSING state  {e}")
         return 1
     web = _apache_rows(st, cfg, lay, mods)
-    if not any(r[0] == "FAIL" for r in web):
+    if mods is not None and not any(r[0] == "FAIL" for r in web):
         # What Apache lists is only whole when it accepts its configuration.
         web += [*_include_checks(st, lay), *_guard_rows(mods), *_lua_rows(mods)]
     rows = [*platform.doctor_rows(), _landlock_row(), _daemon_row(),
